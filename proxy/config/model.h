@@ -1,0 +1,103 @@
+// The frozen configuration: plain structs, no yaml-cpp types. Built by config/loader.h, which
+// guarantees every field below is validated (files readable, enums known, ranges sane).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace mqtls::config {
+
+using Duration = std::chrono::milliseconds;
+
+enum class ClientAuth { Required, Optional, None };
+enum class TlsVersion { Tls12, Tls13 };
+enum class CrlCheck { Leaf, Chain };  // check the leaf only, or every certificate of the chain
+
+struct TlsSettings {
+  std::string cert_file;          // server chain PEM (leaf first)
+  std::string key_file;           // server private key PEM
+  std::string client_ca_file;     // trusted CAs for client certificates (empty iff client_auth none)
+  ClientAuth client_auth = ClientAuth::Required;
+  int verify_depth = 4;
+  std::vector<std::string> crl_files;
+  CrlCheck crl_check = CrlCheck::Leaf;
+  TlsVersion min_version = TlsVersion::Tls12;
+  TlsVersion max_version = TlsVersion::Tls13;
+  std::string ciphers;            // TLS 1.2 cipher list (OpenSSL syntax)
+  std::string ciphersuites;       // TLS 1.3 ciphersuites
+  std::string groups;             // key-exchange groups, e.g. "X25519:P-256"
+  std::vector<std::string> alpn;  // empty: no ALPN negotiation
+  std::size_t session_cache_size = 20'000;  // stateful resumption cache entries; 0 disables
+  Duration session_timeout = std::chrono::minutes(5);
+};
+
+struct Listener {
+  std::string name;               // for logs and metrics
+  std::string bind_address = "0.0.0.0";  // IPv4 or IPv6 literal
+  std::uint16_t port = 8883;
+  TlsSettings tls;
+};
+
+struct Upstream {
+  std::string host = "127.0.0.1";  // name or address; ignored when unix_socket is set
+  std::uint16_t port = 1883;
+  std::string unix_socket;         // non-empty: connect over this Unix socket path
+  Duration connect_timeout = std::chrono::seconds(5);
+};
+
+struct Limits {
+  Duration handshake_timeout = std::chrono::seconds(10);
+  Duration connect_timeout = std::chrono::seconds(15);  // accept -> complete CONNECT
+  std::size_t max_connect_size = 64 * 1024;             // bytes, fixed header included
+  std::size_t max_connections = 10'000;                 // across all listeners and workers
+  std::size_t buffer_limit = 256 * 1024;                // per direction before reads pause
+  Duration drain_timeout = std::chrono::seconds(30);    // SIGTERM -> forced close
+};
+
+enum class IdentitySource { Cn, Dn, SanUri, SpiffeId, SanDns, SanEmail, FingerprintSha256, Serial };
+enum class UsernamePolicy { Replace, IfEmpty };
+enum class PasswordPolicy { Keep, Strip };
+enum class ClientIdPolicy { Keep, RequireMatch, Replace, Prefix };
+enum class AnonymousPolicy { Passthrough, Refuse };  // client_auth optional, no certificate
+
+struct IdentityPolicy {
+  std::vector<IdentitySource> username_from{IdentitySource::Cn};
+  UsernamePolicy username = UsernamePolicy::Replace;
+  PasswordPolicy password = PasswordPolicy::Keep;
+  ClientIdPolicy client_id = ClientIdPolicy::Keep;
+  std::string client_id_separator = ":";
+  // MQTT 5: certificate fields added as user properties, (source, property name) in order.
+  // Client-sent user properties with any of these names are removed first.
+  std::vector<std::pair<IdentitySource, std::string>> user_properties;
+  AnonymousPolicy anonymous = AnonymousPolicy::Passthrough;
+};
+
+enum class LogFormat { Text, Json };
+
+struct Logging {
+  std::string level = "info";  // trace|debug|info|warn|error|critical|off
+  LogFormat format = LogFormat::Text;
+};
+
+struct Metrics {
+  std::string listen;  // "host:port" for the Prometheus endpoint; empty disables
+};
+
+struct Config {
+  std::string source_path;     // the file it was loaded from
+  int workers = 0;             // resolved: >= 1 ("auto" becomes the core count)
+  std::vector<Listener> listeners;
+  Upstream upstream;
+  Limits limits;
+  IdentityPolicy identity;
+  Logging log;
+  Metrics metrics;
+};
+
+std::string_view identitySourceName(IdentitySource source);
+
+}  // namespace mqtls::config

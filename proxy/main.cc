@@ -1,0 +1,103 @@
+// mqtls: command line -> configuration -> server. Exit codes: 0 ok, 1 runtime failure,
+// 2 bad usage or invalid configuration.
+#include <event2/thread.h>
+#include <openssl/ssl.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "config/loader.h"
+#include "net/server.h"
+#include "ops/logging.h"
+#include "ops/metrics.h"
+#include "util/version.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: mqtls --config FILE        run the proxy\n"
+    "       mqtls --check --config FILE  validate the configuration and exit\n"
+    "       mqtls --version\n";
+
+struct Options {
+  std::string config_path;
+  bool check = false;
+};
+
+// Parses argv; returns an exit code to stop with, or -1 to continue.
+int parseArguments(int argc, char** argv, Options& options) {
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--version" || arg == "-V") {
+      std::printf("mqtls %s (%s)\n", mqtls::kVersion, OpenSSL_version(OPENSSL_VERSION));
+      return 0;
+    }
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (arg == "--check") {
+      options.check = true;
+    } else if ((arg == "--config" || arg == "-c") && i + 1 < argc) {
+      options.config_path = argv[++i];
+    } else if (arg.rfind("--config=", 0) == 0) {
+      options.config_path = arg.substr(std::strlen("--config="));
+    } else {
+      std::fprintf(stderr, "mqtls: unknown argument '%s'\n%s", arg.c_str(), kUsage);
+      return 2;
+    }
+  }
+  if (options.config_path.empty()) {
+    std::fprintf(stderr, "mqtls: --config FILE is required\n%s", kUsage);
+    return 2;
+  }
+  return -1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  if (int code = parseArguments(argc, argv, options); code >= 0) {
+    return code;
+  }
+  auto loaded = mqtls::config::loadConfigFile(options.config_path);
+  if (!loaded.ok()) {
+    for (const auto& error : loaded.errors) {
+      std::fprintf(stderr, "%s\n", error.c_str());
+    }
+    std::fprintf(stderr, "mqtls: %zu configuration error(s) in %s\n", loaded.errors.size(),
+                 options.config_path.c_str());
+    return 2;
+  }
+  const mqtls::config::Config& config = *loaded.config;
+  if (options.check) {
+    auto contexts = mqtls::net::buildListenerContexts(config);
+    if (!contexts) {
+      std::fprintf(stderr, "%s\n", contexts.error().message.c_str());
+      return 2;
+    }
+    std::printf("%s: configuration ok (%zu listener(s))\n", options.config_path.c_str(),
+                config.listeners.size());
+    return 0;
+  }
+  evthread_use_pthreads();
+  mqtls::ops::setupLogging(config.log);
+  spdlog::info("mqtls {} starting with {} ({})", mqtls::kVersion, options.config_path,
+               OpenSSL_version(OPENSSL_VERSION));
+  mqtls::ops::Metrics metrics;
+  if (!config.metrics.listen.empty()) {
+    if (auto exposed = metrics.expose(config.metrics.listen); !exposed) {
+      spdlog::critical("{}", exposed.error().message);
+      return 1;
+    }
+  }
+  auto server = mqtls::net::Server::create(config, metrics);
+  if (!server) {
+    spdlog::critical("{}", server.error().message);
+    return 1;
+  }
+  return (*server)->run();
+}

@@ -1,0 +1,153 @@
+// Bounds-checked cursor over untrusted MQTT bytes, and the MQTT UTF-8 string rules. Internal to
+// the codec. Every read either succeeds completely or returns false and leaves the cursor where
+// it was; nothing ever reads past the end of the span.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace mqtls::mqtt::detail {
+
+// True when `text` is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing
+// above U+10FFFF) and contains no U+0000, as MQTT requires of every UTF-8 string field.
+inline bool isValidMqttUtf8(std::string_view text) {
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const auto lead = static_cast<std::uint8_t>(text[i]);
+    if (lead == 0x00) {
+      return false;
+    }
+    if (lead < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t extra = 0;
+    std::uint32_t min = 0;
+    std::uint32_t code = 0;
+    if ((lead & 0xE0) == 0xC0) {
+      extra = 1, min = 0x80, code = lead & 0x1F;
+    } else if ((lead & 0xF0) == 0xE0) {
+      extra = 2, min = 0x800, code = lead & 0x0F;
+    } else if ((lead & 0xF8) == 0xF0) {
+      extra = 3, min = 0x10000, code = lead & 0x07;
+    } else {
+      return false;  // continuation byte as lead, or 0xF8..0xFF
+    }
+    if (text.size() - i <= extra) {
+      return false;
+    }
+    for (std::size_t k = 1; k <= extra; ++k) {
+      const auto next = static_cast<std::uint8_t>(text[i + k]);
+      if ((next & 0xC0) != 0x80) {
+        return false;
+      }
+      code = (code << 6) | (next & 0x3F);
+    }
+    if (code < min || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) {
+      return false;
+    }
+    i += extra + 1;
+  }
+  return true;
+}
+
+class Reader {
+ public:
+  explicit Reader(std::span<const std::uint8_t> bytes) : bytes_(bytes) {}
+
+  std::size_t position() const { return pos_; }
+  std::size_t remaining() const { return bytes_.size() - pos_; }
+  bool atEnd() const { return pos_ == bytes_.size(); }
+
+  // The bytes between an earlier position() and the current one.
+  std::span<const std::uint8_t> since(std::size_t from) const {
+    return bytes_.subspan(from, pos_ - from);
+  }
+
+  bool readU8(std::uint8_t& out) {
+    if (remaining() < 1) {
+      return false;
+    }
+    out = bytes_[pos_++];
+    return true;
+  }
+
+  bool readU16(std::uint16_t& out) {
+    if (remaining() < 2) {
+      return false;
+    }
+    out = static_cast<std::uint16_t>((bytes_[pos_] << 8) | bytes_[pos_ + 1]);
+    pos_ += 2;
+    return true;
+  }
+
+  bool readU32(std::uint32_t& out) {
+    if (remaining() < 4) {
+      return false;
+    }
+    out = (std::uint32_t{bytes_[pos_]} << 24) | (std::uint32_t{bytes_[pos_ + 1]} << 16) |
+          (std::uint32_t{bytes_[pos_ + 2]} << 8) | std::uint32_t{bytes_[pos_ + 3]};
+    pos_ += 4;
+    return true;
+  }
+
+  // Variable Byte Integer of one to four bytes (non-minimal forms accepted). False when the
+  // bytes run out or a fifth byte would be needed.
+  bool readVarint(std::uint32_t& out) {
+    std::uint32_t value = 0;
+    for (std::size_t i = 0; i < 4; ++i) {
+      if (remaining() <= i) {
+        return false;
+      }
+      const std::uint8_t byte = bytes_[pos_ + i];
+      value |= std::uint32_t{byte & 0x7Fu} << (7 * i);
+      if ((byte & 0x80) == 0) {
+        pos_ += i + 1;
+        out = value;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  bool readSpan(std::size_t count, std::span<const std::uint8_t>& out) {
+    if (remaining() < count) {
+      return false;
+    }
+    out = bytes_.subspan(pos_, count);
+    pos_ += count;
+    return true;
+  }
+
+  // Two-byte length followed by that many bytes (MQTT Binary Data, or a string not yet checked).
+  bool readBinary(std::string& out) {
+    const std::size_t start = pos_;
+    std::uint16_t length = 0;
+    std::span<const std::uint8_t> body;
+    if (!readU16(length) || !readSpan(length, body)) {
+      pos_ = start;
+      return false;
+    }
+    out.assign(body.begin(), body.end());
+    return true;
+  }
+
+ private:
+  std::span<const std::uint8_t> bytes_;
+  std::size_t pos_ = 0;
+};
+
+enum class StringRead : std::uint8_t { Ok, Truncated, BadUtf8 };
+
+// A length-prefixed MQTT UTF-8 string. On BadUtf8 the bytes are consumed but `out` is unusable.
+inline StringRead readUtf8(Reader& reader, std::string& out) {
+  if (!reader.readBinary(out)) {
+    return StringRead::Truncated;
+  }
+  return isValidMqttUtf8(out) ? StringRead::Ok : StringRead::BadUtf8;
+}
+
+}  // namespace mqtls::mqtt::detail

@@ -1,0 +1,180 @@
+// Connection, second half: moving bytes while streaming, flushing on close, and the libevent
+// callbacks that turn into dispatch() events.
+#include <event2/buffer.h>
+#include <spdlog/spdlog.h>
+
+#include <span>
+
+#include "mqtt/framer.h"
+#include "mqtt/replies.h"
+#include "net/connection.h"
+
+namespace mqtls::net {
+namespace {
+
+// A broker CONNACK larger than this is not a CONNACK we can trust.
+constexpr std::size_t kMaxBrokerConnack = 64 * 1024;
+
+}  // namespace
+
+// Moves everything `from` has received into `to`'s output. If `to` is not keeping up, `from`
+// stops reading until `to` drains to half the limit (see resumeReading), which bounds memory.
+void Connection::forward(bufferevent* from, bufferevent* to, ops::Direction direction) {
+  evbuffer* input = bufferevent_get_input(from);
+  std::size_t moved = evbuffer_get_length(input);
+  if (moved == 0) {
+    return;
+  }
+  evbuffer* output = bufferevent_get_output(to);
+  evbuffer_add_buffer(output, input);
+  host_.metrics().bytesForwarded(direction, moved);
+  if (direction == ops::Direction::ClientToBroker) {
+    record_.bytes_from_client += moved;
+  } else {
+    record_.bytes_from_broker += moved;
+  }
+  const std::size_t limit = host_.config().limits.buffer_limit;
+  if (evbuffer_get_length(output) >= limit) {
+    bufferevent_disable(from, EV_READ);
+    bufferevent_setwatermark(to, EV_WRITE, limit / 2, 0);
+  }
+}
+
+// `writer` drained below its low watermark: the side feeding it may read again.
+void Connection::resumeReading(bufferevent* reader, bufferevent* writer) {
+  if ((bufferevent_get_enabled(reader) & EV_READ) != 0) {
+    return;
+  }
+  bufferevent_setwatermark(writer, EV_WRITE, 0, 0);
+  bufferevent_enable(reader, EV_READ);
+  // Data that arrived while paused is already buffered; move it now rather than wait for more.
+  if (reader == client_.get()) {
+    forward(client_.get(), upstream_.get(), ops::Direction::ClientToBroker);
+  } else if (!assigned_client_id_) {
+    forward(upstream_.get(), client_.get(), ops::Direction::BrokerToClient);
+  }
+}
+
+// MQTT 5, client id filled in by the proxy: the broker's CONNACK must carry it as Assigned Client
+// Identifier. Returns true once the CONNACK has been passed on (streaming may continue), false
+// while it is incomplete or when the connection was closed.
+bool Connection::rewriteBrokerConnack() {
+  evbuffer* input = bufferevent_get_input(upstream_.get());
+  std::size_t buffered = evbuffer_get_length(input);
+  auto* head = evbuffer_pullup(input, static_cast<ev_ssize_t>(std::min<std::size_t>(buffered, 5)));
+  auto frame = mqtt::peekFrame({head, std::min<std::size_t>(buffered, 5)}, kMaxBrokerConnack);
+  if (frame.status == mqtt::FrameStatus::NeedMore ||
+      (frame.status == mqtt::FrameStatus::Frame && buffered < frame.totalSize())) {
+    return false;
+  }
+  std::optional<mqtt::ConnackPacket> connack;
+  if (frame.status == mqtt::FrameStatus::Frame && frame.type == mqtt::PacketType::Connack) {
+    auto* bytes = evbuffer_pullup(input, static_cast<ev_ssize_t>(frame.totalSize()));
+    connack = mqtt::decodeConnack(mqtt::ProtocolLevel::V5, {bytes, frame.totalSize()});
+  }
+  if (!connack) {
+    close("broker_protocol_error", "broker's first packet is not a valid CONNACK");
+    return false;
+  }
+  evbuffer_drain(input, frame.totalSize());
+  if (connack->reason_code < 0x80 &&
+      connack->properties.find(mqtt::property::kAssignedClientIdentifier) == nullptr) {
+    connack->properties.addString(mqtt::property::kAssignedClientIdentifier, *assigned_client_id_);
+  }
+  auto encoded = mqtt::encodeConnack(mqtt::ProtocolLevel::V5, *connack);
+  bufferevent_write(client_.get(), encoded.data(), encoded.size());
+  record_.bytes_from_broker += frame.totalSize();
+  assigned_client_id_.reset();
+  return true;
+}
+
+// One side closed. What it sent is already moved to the other side; flush that, then close.
+void Connection::beginFlush(bool client_side_closed, const std::string& reason,
+                            const std::string& detail) {
+  if (client_side_closed) {
+    forward(client_.get(), upstream_.get(), ops::Direction::ClientToBroker);
+    client_.reset();
+  } else {
+    if (!assigned_client_id_) {
+      forward(upstream_.get(), client_.get(), ops::Direction::BrokerToClient);
+    }
+    upstream_.reset();
+  }
+  bufferevent* survivor = client_side_closed ? upstream_.get() : client_.get();
+  record_.close_reason = reason;
+  record_.detail = detail;
+  if (evbuffer_get_length(bufferevent_get_output(survivor)) == 0) {
+    close(reason, detail);
+    return;
+  }
+  state_ = State::Flushing;
+  bufferevent_disable(survivor, EV_READ);
+  bufferevent_setwatermark(survivor, EV_WRITE, 0, 0);
+  armDeadline(kFlushTimeout);
+}
+
+void Connection::flushedSide(bufferevent* writer) {
+  if (evbuffer_get_length(bufferevent_get_output(writer)) == 0) {
+    close(record_.close_reason, record_.detail);
+  }
+}
+
+// Releases both sides and the timer, counts and logs the connection. Idempotent.
+void Connection::close(const std::string& reason, const std::string& detail) {
+  if (state_ == State::Closed) {
+    return;
+  }
+  state_ = State::Closed;
+  upstream_.reset();
+  client_.reset();  // sends close_notify where the handshake finished
+  if (deadline_) {
+    event_del(deadline_.get());
+  }
+  record_.close_reason = reason;
+  record_.detail = detail;
+  record_.duration_ms = std::chrono::duration<double, std::milli>(
+                            std::chrono::steady_clock::now() - accepted_at_)
+                            .count();
+  host_.metrics().connectionClosed(reason);
+  ops::logAccess(record_);
+}
+
+void Connection::onClientRead(bufferevent*, void* self) {
+  static_cast<Connection*>(self)->dispatch(Event::ClientReadable);
+}
+
+void Connection::onClientWrite(bufferevent*, void* self) {
+  static_cast<Connection*>(self)->dispatch(Event::ClientDrained);
+}
+
+void Connection::onClientEvent(bufferevent*, short what, void* self) {
+  auto* connection = static_cast<Connection*>(self);
+  if ((what & BEV_EVENT_CONNECTED) != 0) {
+    connection->dispatch(Event::HandshakeDone);
+  } else if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) != 0) {
+    connection->dispatch(Event::ClientClosed);
+  }
+}
+
+void Connection::onUpstreamRead(bufferevent*, void* self) {
+  static_cast<Connection*>(self)->dispatch(Event::UpstreamReadable);
+}
+
+void Connection::onUpstreamWrite(bufferevent*, void* self) {
+  static_cast<Connection*>(self)->dispatch(Event::UpstreamDrained);
+}
+
+void Connection::onUpstreamEvent(bufferevent*, short what, void* self) {
+  auto* connection = static_cast<Connection*>(self);
+  if ((what & BEV_EVENT_CONNECTED) != 0) {
+    connection->dispatch(Event::UpstreamConnected);
+  } else if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) != 0) {
+    connection->dispatch(Event::UpstreamClosed);
+  }
+}
+
+void Connection::onDeadline(evutil_socket_t, short, void* self) {
+  static_cast<Connection*>(self)->dispatch(Event::DeadlineExpired);
+}
+
+}  // namespace mqtls::net

@@ -1,0 +1,225 @@
+#include "net/worker.h"
+
+#include <arpa/inet.h>
+#include <event2/dns.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace mqtls::net {
+namespace {
+
+constexpr int kBacklog = 1024;
+// After EMFILE/ENFILE the listener pauses this long instead of spinning on accept.
+constexpr timeval kAcceptPause{1, 0};
+
+timeval toTimeval(std::chrono::milliseconds ms) {
+  return timeval{static_cast<time_t>(ms.count() / 1000),
+                 static_cast<suseconds_t>((ms.count() % 1000) * 1000)};
+}
+
+// A bound, listening, non-blocking socket with SO_REUSEPORT, or a message saying why not.
+Result<evutil_socket_t> bindSocket(const config::Listener& listener) {
+  sockaddr_storage storage{};
+  socklen_t len = 0;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&storage);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&storage);
+  if (inet_pton(AF_INET, listener.bind_address.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(listener.port);
+    len = sizeof *v4;
+  } else if (inet_pton(AF_INET6, listener.bind_address.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(listener.port);
+    len = sizeof *v6;
+  } else {
+    return Error{"listener '" + listener.name + "': bad bind address '" +
+                 listener.bind_address + "'"};
+  }
+  evutil_socket_t fd = socket(storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return Error{"listener '" + listener.name + "': socket: " + std::strerror(errno)};
+  }
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&storage), len) != 0 || listen(fd, kBacklog) != 0) {
+    std::string error = std::strerror(errno);
+    ::close(fd);
+    return Error{"listener '" + listener.name + "': cannot listen on " + listener.bind_address +
+                 " port " + std::to_string(listener.port) + ": " + error};
+  }
+  return fd;
+}
+
+}  // namespace
+
+Worker::Worker(int index, const config::Config& config, ops::Metrics& metrics,
+               ConnectionGate& gate, std::atomic<std::uint64_t>& ids)
+    : index_(index), config_(config), metrics_(metrics), gate_(gate), ids_(ids) {}
+
+Result<std::unique_ptr<Worker>> Worker::create(int index, const config::Config& config,
+                                               const std::vector<ListenerRuntime>& listeners,
+                                               ops::Metrics& metrics, ConnectionGate& gate,
+                                               std::atomic<std::uint64_t>& ids) {
+  std::unique_ptr<Worker> worker(new Worker(index, config, metrics, gate, ids));
+  worker->base_.reset(event_base_new());
+  if (!worker->base_) {
+    return Error{"cannot create event loop"};
+  }
+  event_base* base = worker->base_.get();
+  Worker* self = worker.get();
+  worker->drain_request_.reset(event_new(
+      base, -1, 0, [](evutil_socket_t, short, void* w) { static_cast<Worker*>(w)->beginDrain(); },
+      self));
+  worker->stop_request_.reset(event_new(
+      base, -1, 0, [](evutil_socket_t, short, void* w) { static_cast<Worker*>(w)->closeAll(); },
+      self));
+  worker->drain_deadline_.reset(evtimer_new(
+      base, [](evutil_socket_t, short, void* w) { static_cast<Worker*>(w)->closeAll(); }, self));
+  worker->accept_resume_.reset(evtimer_new(
+      base,
+      [](evutil_socket_t, short, void* w) {
+        for (auto& bound : static_cast<Worker*>(w)->bound_) {
+          evconnlistener_enable(bound->listener.get());
+        }
+      },
+      self));
+  for (const auto& listener : listeners) {
+    if (auto bound = worker->bindListener(listener); !bound) {
+      return bound.error();
+    }
+  }
+  return worker;
+}
+
+Worker::~Worker() {
+  connections_.clear();
+  bound_.clear();
+  dns_.reset();
+}
+
+Status Worker::bindListener(const ListenerRuntime& listener) {
+  auto fd = bindSocket(*listener.settings);
+  if (!fd) {
+    return fd.error();
+  }
+  auto bound = std::make_unique<Bound>(Bound{listener, nullptr, this});
+  bound->listener.reset(evconnlistener_new(base_.get(), &Worker::acceptCallback, bound.get(),
+                                           LEV_OPT_CLOSE_ON_FREE, -1, *fd));
+  if (!bound->listener) {
+    ::close(*fd);
+    return Status::failure("listener '" + listener.settings->name + "': cannot watch socket");
+  }
+  evconnlistener_set_error_cb(bound->listener.get(), &Worker::acceptErrorCallback);
+  bound_.push_back(std::move(bound));
+  return Status::success();
+}
+
+evdns_base* Worker::dns() {
+  if (!dns_) {
+    // Reads /etc/resolv.conf and /etc/hosts; numeric hosts never touch the network.
+    dns_.reset(evdns_base_new(base_.get(), EVDNS_BASE_INITIALIZE_NAMESERVERS));
+    if (!dns_) {
+      dns_.reset(evdns_base_new(base_.get(), 0));
+    }
+  }
+  return dns_.get();
+}
+
+void Worker::run() {
+  event_base_loop(base_.get(), EVLOOP_NO_EXIT_ON_EMPTY);
+  spdlog::debug("worker {} stopped", index_);
+}
+
+void Worker::requestDrain() { event_active(drain_request_.get(), 0, 0); }
+
+void Worker::requestStop() { event_active(stop_request_.get(), 0, 0); }
+
+void Worker::acceptCallback(evconnlistener*, evutil_socket_t fd, sockaddr* addr, int len,
+                            void* arg) {
+  auto* bound = static_cast<Bound*>(arg);
+  bound->worker->onAccept(bound->runtime, fd, addr, len);
+}
+
+void Worker::acceptErrorCallback(evconnlistener*, void* arg) {
+  static_cast<Bound*>(arg)->worker->onAcceptError();
+}
+
+void Worker::onAccept(const ListenerRuntime& listener, evutil_socket_t fd, sockaddr* addr,
+                      int len) {
+  if (!gate_.tryEnter()) {
+    metrics_.connectionRejected("max_connections");
+    evutil_closesocket(fd);
+    return;
+  }
+  metrics_.connectionAccepted(listener.settings->name);
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  auto id = ids_.fetch_add(1, std::memory_order_relaxed) + 1;
+  auto connection = std::make_unique<Connection>(*this, id, listener.settings->name,
+                                                 listener.contexts->current(), fd, addr, len);
+  Connection* raw = connection.get();
+  connections_.emplace(raw, std::move(connection));
+  raw->start();
+}
+
+void Worker::onAcceptError() {
+  int err = EVUTIL_SOCKET_ERROR();
+  spdlog::warn("worker {}: accept failed: {}; pausing accepts for 1s", index_,
+               evutil_socket_error_to_string(err));
+  metrics_.connectionRejected("accept_error");
+  for (auto& bound : bound_) {
+    evconnlistener_disable(bound->listener.get());
+  }
+  evtimer_add(accept_resume_.get(), &kAcceptPause);
+}
+
+void Worker::release(Connection* connection) {
+  if (connections_.erase(connection) > 0) {
+    gate_.leave();
+  }
+  exitIfDrained();
+}
+
+void Worker::beginDrain() {
+  if (draining_) {
+    return;
+  }
+  draining_ = true;
+  bound_.clear();  // closes the listening sockets: no new connections on this worker
+  event_del(accept_resume_.get());
+  auto tv = toTimeval(config_.limits.drain_timeout);
+  evtimer_add(drain_deadline_.get(), &tv);
+  exitIfDrained();
+}
+
+void Worker::closeAll() {
+  draining_ = true;
+  bound_.clear();
+  std::vector<Connection*> open;
+  open.reserve(connections_.size());
+  for (auto& [raw, owned] : connections_) {
+    open.push_back(raw);
+  }
+  if (!open.empty()) {
+    spdlog::warn("worker {}: closing {} connections still open", index_, open.size());
+  }
+  for (Connection* connection : open) {
+    connection->dispatch(Connection::Event::Shutdown);  // releases itself
+  }
+  exitIfDrained();
+}
+
+void Worker::exitIfDrained() {
+  if (draining_ && connections_.empty()) {
+    event_base_loopexit(base_.get(), nullptr);
+  }
+}
+
+}  // namespace mqtls::net

@@ -1,0 +1,104 @@
+// Worker: one event loop on one thread, with its own accepting socket per listener
+// (SO_REUSEPORT spreads new connections across workers) and the connections it accepted.
+// Connections never move between workers, so nothing on the data path is shared but the
+// connection gate, the TLS context stores and the Metrics object, all thread-safe.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "config/model.h"
+#include "net/connection.h"
+#include "ops/metrics.h"
+#include "tls/context_store.h"
+#include "util/event_ptr.h"
+#include "util/result.h"
+
+namespace mqtls::net {
+
+// Bounds open connections across all workers.
+class ConnectionGate {
+ public:
+  explicit ConnectionGate(std::size_t limit) : limit_(limit) {}
+  bool tryEnter() {
+    if (open_.fetch_add(1, std::memory_order_relaxed) >= limit_) {
+      open_.fetch_sub(1, std::memory_order_relaxed);
+      return false;
+    }
+    return true;
+  }
+  void leave() { open_.fetch_sub(1, std::memory_order_relaxed); }
+
+ private:
+  const std::size_t limit_;
+  std::atomic<std::size_t> open_{0};
+};
+
+// A configured listener as the workers see it.
+struct ListenerRuntime {
+  const config::Listener* settings;
+  tls::ContextStore* contexts;
+};
+
+class Worker final : public ConnectionHost {
+ public:
+  // Creates the loop and binds this worker's sockets. Fails with a message naming the listener
+  // and address if a socket cannot be bound. Runs on the main thread.
+  static Result<std::unique_ptr<Worker>> create(int index, const config::Config& config,
+                                                const std::vector<ListenerRuntime>& listeners,
+                                                ops::Metrics& metrics, ConnectionGate& gate,
+                                                std::atomic<std::uint64_t>& ids);
+  ~Worker() override;
+
+  // Runs the loop until the worker has drained. Call on the worker's own thread.
+  void run();
+  // Thread-safe: stop accepting, let connections finish, force-close them after `deadline`.
+  void requestDrain();
+  // Thread-safe: close every connection now (a second signal).
+  void requestStop();
+
+  event_base* base() override { return base_.get(); }
+  evdns_base* dns() override;
+  const config::Config& config() const override { return config_; }
+  ops::Metrics& metrics() override { return metrics_; }
+  void release(Connection* connection) override;
+
+ private:
+  Worker(int index, const config::Config& config, ops::Metrics& metrics, ConnectionGate& gate,
+         std::atomic<std::uint64_t>& ids);
+  Status bindListener(const ListenerRuntime& listener);
+  void onAccept(const ListenerRuntime& listener, evutil_socket_t fd, sockaddr* addr, int len);
+  void onAcceptError();
+  void beginDrain();
+  void closeAll();
+  void exitIfDrained();
+
+  static void acceptCallback(evconnlistener*, evutil_socket_t, sockaddr*, int, void*);
+  static void acceptErrorCallback(evconnlistener*, void*);
+
+  struct Bound {
+    ListenerRuntime runtime;
+    ListenerPtr listener;
+    Worker* worker;
+  };
+
+  const int index_;
+  const config::Config& config_;
+  ops::Metrics& metrics_;
+  ConnectionGate& gate_;
+  std::atomic<std::uint64_t>& ids_;
+  EventBasePtr base_;
+  DnsBasePtr dns_;
+  std::vector<std::unique_ptr<Bound>> bound_;
+  std::unordered_map<Connection*, std::unique_ptr<Connection>> connections_;
+  EventPtr drain_request_;
+  EventPtr stop_request_;
+  EventPtr drain_deadline_;
+  EventPtr accept_resume_;
+  bool draining_ = false;
+};
+
+}  // namespace mqtls::net

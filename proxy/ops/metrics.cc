@@ -1,0 +1,93 @@
+#include "ops/metrics.h"
+
+#include <exception>
+
+namespace mqtls::ops {
+namespace {
+
+prometheus::Family<prometheus::Counter>& counter(prometheus::Registry& registry,
+                                                 const char* name, const char* help) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(registry);
+}
+
+std::string label(std::string_view value) { return std::string(value); }
+
+}  // namespace
+
+Metrics::Metrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      accepted_(counter(*registry_, "mqtls_connections_accepted_total",
+                        "TCP connections accepted, by listener")),
+      rejected_(counter(*registry_, "mqtls_connections_rejected_total",
+                        "TCP connections closed at accept, by reason")),
+      handshakes_(counter(*registry_, "mqtls_tls_handshakes_total",
+                          "Completed TLS handshakes, by version and resumption")),
+      handshake_failures_(counter(*registry_, "mqtls_tls_handshake_failures_total",
+                                  "Failed TLS handshakes, by reason")),
+      connect_refused_(counter(*registry_, "mqtls_mqtt_connect_refused_total",
+                               "Connections refused at the first packet, by reason")),
+      connect_forwarded_(counter(*registry_, "mqtls_mqtt_connect_forwarded_total",
+                                 "CONNECT packets accepted and forwarded to the broker")
+                             .Add({})),
+      upstream_failures_(counter(*registry_, "mqtls_upstream_connect_failures_total",
+                                 "Failed connections to the broker, by reason")),
+      closed_(counter(*registry_, "mqtls_connections_closed_total",
+                      "Closed client connections, by close reason")),
+      bytes_(counter(*registry_, "mqtls_forwarded_bytes_total", "Bytes forwarded, by direction")),
+      bytes_to_broker_(bytes_.Add({{"direction", "client_to_broker"}})),
+      bytes_to_client_(bytes_.Add({{"direction", "broker_to_client"}})),
+      active_(prometheus::BuildGauge()
+                  .Name("mqtls_connections_active")
+                  .Help("Client connections currently open")
+                  .Register(*registry_)
+                  .Add({})) {}
+
+Status Metrics::expose(const std::string& listen) {
+  try {
+    exposer_ = std::make_unique<prometheus::Exposer>(listen, 1);
+    exposer_->RegisterCollectable(registry_);
+  } catch (const std::exception& e) {
+    return Status::failure("metrics.listen '" + listen + "': cannot serve metrics: " + e.what());
+  }
+  return Status::success();
+}
+
+void Metrics::connectionAccepted(std::string_view listener) {
+  accepted_.Add({{"listener", label(listener)}}).Increment();
+}
+
+void Metrics::connectionRejected(std::string_view reason) {
+  rejected_.Add({{"reason", label(reason)}}).Increment();
+}
+
+void Metrics::handshakeSucceeded(std::string_view tls_version, bool resumed) {
+  handshakes_.Add({{"version", label(tls_version)}, {"resumed", resumed ? "true" : "false"}})
+      .Increment();
+}
+
+void Metrics::handshakeFailed(std::string_view reason) {
+  handshake_failures_.Add({{"reason", label(reason)}}).Increment();
+}
+
+void Metrics::connectRefused(std::string_view reason) {
+  connect_refused_.Add({{"reason", label(reason)}}).Increment();
+}
+
+void Metrics::connectForwarded() { connect_forwarded_.Increment(); }
+
+void Metrics::upstreamFailed(std::string_view reason) {
+  upstream_failures_.Add({{"reason", label(reason)}}).Increment();
+}
+
+void Metrics::connectionClosed(std::string_view reason) {
+  closed_.Add({{"reason", label(reason)}}).Increment();
+}
+
+void Metrics::bytesForwarded(Direction direction, std::size_t bytes) {
+  (direction == Direction::ClientToBroker ? bytes_to_broker_ : bytes_to_client_)
+      .Increment(static_cast<double>(bytes));
+}
+
+void Metrics::activeConnections(int delta) { active_.Increment(delta); }
+
+}  // namespace mqtls::ops

@@ -1,0 +1,71 @@
+// TlsContext: one immutable server-side TLS snapshot (SSL_CTX with certificate chain, key, client
+// CA store, CRLs, versions, ciphers, ALPN, session cache). Built completely and checked before
+// anyone can use it; never modified afterwards. Connections hold a shared_ptr to the snapshot they
+// started with, so a later replacement (reload) never disturbs them.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/model.h"
+#include "util/openssl_ptr.h"
+#include "util/result.h"
+
+namespace mqtls::tls {
+
+class TlsContext;
+using TlsContextPtr = std::shared_ptr<const TlsContext>;
+
+class TlsContext {
+ public:
+  // Builds and checks a context from validated settings: the key matches the leaf, the leaf is
+  // within its validity, the chain verifies against itself, CA and CRL files parse, cipher and
+  // group strings are accepted. On any failure returns every problem found, each naming the
+  // settings key and file; nothing partially built escapes.
+  static Result<TlsContextPtr> create(const config::TlsSettings& settings);
+
+  // A new server-side SSL bound to this context, or nullptr on allocation failure.
+  SslPtr newSsl() const;
+
+  SSL_CTX* raw() const { return ctx_.get(); }
+  const config::TlsSettings& settings() const { return settings_; }
+
+  TlsContext(const TlsContext&) = delete;
+  TlsContext& operator=(const TlsContext&) = delete;
+
+ private:
+  TlsContext(SslCtxPtr ctx, config::TlsSettings settings, std::vector<std::uint8_t> alpn_wire);
+  static int selectAlpn(SSL* ssl, const unsigned char** out, unsigned char* outlen,
+                        const unsigned char* in, unsigned int inlen, void* arg);
+
+  SslCtxPtr ctx_;
+  config::TlsSettings settings_;
+  std::vector<std::uint8_t> alpn_wire_;  // server's ALPN list in wire format
+};
+
+// Human-readable TLS facts of an established connection, for the access log.
+struct SessionFacts {
+  std::string version;  // "TLSv1.3"
+  std::string cipher;   // "TLS_AES_128_GCM_SHA256"
+  bool resumed = false;
+  std::string alpn;     // negotiated protocol or empty
+};
+SessionFacts describeSession(SSL* ssl);
+
+}  // namespace mqtls::tls
+
+namespace mqtls::tls {
+
+// Why a handshake failed: a short metric label and a human detail for the log.
+struct HandshakeFailure {
+  std::string reason;  // verify_failed, no_certificate, protocol_version, no_shared_cipher,
+                       // not_tls, eof, error
+  std::string detail;
+};
+
+// Classifies a failed server handshake from the SSL's verify result and the OpenSSL error codes
+// collected for it (oldest first; empty if the peer just closed).
+HandshakeFailure classifyHandshakeFailure(SSL* ssl, const std::vector<unsigned long>& errors);
+
+}  // namespace mqtls::tls
