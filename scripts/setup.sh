@@ -13,6 +13,7 @@ PACKAGES=(
   libgtest-dev
   mosquitto mosquitto-clients libmosquitto-dev
   clang libclang-rt-14-dev
+  python3 procps iproute2
 )
 
 missing=()

@@ -20,6 +20,8 @@ struct Will {
   std::string payload;    // binary
   std::uint8_t qos = 0;   // 0..2
   bool retain = false;
+
+  bool operator==(const Will&) const = default;
 };
 
 struct ConnectPacket {
@@ -32,6 +34,8 @@ struct ConnectPacket {
   std::optional<Will> will;
   std::optional<std::string> username;
   std::optional<std::string> password;  // binary
+
+  bool operator==(const ConnectPacket&) const = default;
 };
 
 // Why a CONNECT frame could not be decoded, and what the client should be told.
@@ -59,7 +63,9 @@ struct ConnectDecodeResult {
 ConnectDecodeResult decodeConnect(std::span<const std::uint8_t> frame);
 
 // Encodes a CONNECT with flags and Remaining Length computed from the fields. Fails (nullopt)
-// when a field exceeds 65,535 bytes or the packet exceeds kMaxRemainingLength.
+// when a field exceeds 65,535 bytes or the packet exceeds kMaxRemainingLength (also for a will
+// QoS above 2 or a level outside the enum). Properties are written for MQTT 5 only; property
+// values are written as held, not re-validated.
 std::optional<std::vector<std::uint8_t>> encodeConnect(const ConnectPacket& packet);
 
 }  // namespace mqtls::mqtt

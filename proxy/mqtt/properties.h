@@ -2,10 +2,12 @@
 // remove or add entries and re-encode the rest exactly as received.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace mqtls::mqtt {
@@ -15,6 +17,8 @@ struct Property {
   // The value exactly as on the wire after the identifier byte (for a string: two-byte length +
   // bytes; for a user property: both length-prefixed strings; for a varint: its bytes).
   std::string raw;
+
+  bool operator==(const Property&) const = default;
 };
 
 class Properties {
@@ -30,9 +34,11 @@ class Properties {
 
   // All user properties (0x26) as decoded (name, value) pairs, in wire order.
   std::vector<std::pair<std::string, std::string>> userProperties() const;
-  // Appends a user property. Precondition: name/value each <= 65,535 bytes.
+  // Appends a user property. Precondition: name/value each <= 65,535 bytes (longer ones are not
+  // representable and nothing is added).
   void addUserProperty(std::string_view name, std::string_view value);
-  // Appends a UTF-8 string property (e.g. Reason String, Assigned Client Identifier).
+  // Appends a UTF-8 string property (e.g. Reason String, Assigned Client Identifier). A value
+  // over 65,535 bytes is not representable and nothing is added.
   void addString(std::uint8_t id, std::string_view value);
   // Removes every user property whose name equals one of `names` (byte-exact). Returns count.
   std::size_t removeUserProperties(const std::vector<std::string>& names);
@@ -41,6 +47,9 @@ class Properties {
 
   // Sum of (1 + raw.size()) over items: the Property Length value.
   std::size_t encodedBodySize() const;
+
+  // Same identifiers and raw values in the same order.
+  bool operator==(const Properties&) const = default;
 
  private:
   std::vector<Property> items_;

@@ -140,6 +140,18 @@ class Reader {
   std::size_t pos_ = 0;
 };
 
+// Splits one complete packet into its first byte and its body. False unless the Remaining Length
+// varint is well-formed and `frame` is exactly the fixed header plus Remaining Length bytes.
+inline bool splitFrame(std::span<const std::uint8_t> frame, std::uint8_t& first,
+                       std::span<const std::uint8_t>& body) {
+  Reader reader(frame);
+  std::uint32_t length = 0;
+  if (!reader.readU8(first) || !reader.readVarint(length) || reader.remaining() != length) {
+    return false;
+  }
+  return reader.readSpan(length, body);
+}
+
 enum class StringRead : std::uint8_t { Ok, Truncated, BadUtf8 };
 
 // A length-prefixed MQTT UTF-8 string. On BadUtf8 the bytes are consumed but `out` is unusable.

@@ -30,10 +30,14 @@ struct ConnackPacket {
   bool session_present = false;
   std::uint8_t reason_code = 0;
   Properties properties;  // MQTT 5 only
+
+  bool operator==(const ConnackPacket&) const = default;
 };
 
 // Decodes a complete CONNACK frame at this level. nullopt if malformed.
 std::optional<ConnackPacket> decodeConnack(ProtocolLevel level, std::span<const std::uint8_t> frame);
+// Encodes a CONNACK (properties written for MQTT 5 only, as held). Empty if the properties cannot
+// fit in one packet.
 std::vector<std::uint8_t> encodeConnack(ProtocolLevel level, const ConnackPacket& packet);
 
 }  // namespace mqtls::mqtt

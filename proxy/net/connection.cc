@@ -67,6 +67,22 @@ std::optional<mqtt::ProtocolLevel> peekConnectLevel(std::span<const std::uint8_t
   }
 }
 
+}  // namespace
+
+// peekFrame over an evbuffer: linearizes only the fixed header, then the whole packet once it has
+// all arrived, so a large body is never copied before it is complete.
+mqtt::FrameResult Connection::peekBuffered(evbuffer* input, std::size_t limit) {
+  std::size_t buffered = evbuffer_get_length(input);
+  auto frame = mqtt::peekFrame(contiguous(input, std::min<std::size_t>(buffered, 5)), limit);
+  if (frame.status == mqtt::FrameStatus::NeedMore && frame.header_size != 0 &&
+      buffered >= frame.totalSize()) {
+    frame = mqtt::peekFrame(contiguous(input, frame.totalSize()), limit);
+  }
+  return frame;
+}
+
+namespace {
+
 std::string refusalLabel(mqtt::Refusal refusal) {
   std::string name(mqtt::refusalName(refusal));
   return name;
@@ -236,8 +252,7 @@ void Connection::readFirstPacket() {
     return;
   }
   const std::size_t limit = host_.config().limits.max_connect_size;
-  auto head = contiguous(input, std::min<std::size_t>(buffered, 5));
-  auto frame = mqtt::peekFrame(head, limit);
+  auto frame = peekBuffered(input, limit);
   if (frame.status == mqtt::FrameStatus::NeedMore) {
     return;
   }
@@ -258,9 +273,6 @@ void Connection::readFirstPacket() {
     refuse(mqtt::Refusal::ProtocolError, std::nullopt, "first_packet_not_connect",
            "first packet has type " + std::to_string(static_cast<int>(frame.type)));
     return;
-  }
-  if (buffered < frame.totalSize()) {
-    return;  // the body is still arriving
   }
   auto decoded = mqtt::decodeConnect(contiguous(input, frame.totalSize()));
   evbuffer_drain(input, frame.totalSize());

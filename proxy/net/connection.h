@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "config/model.h"
+#include "mqtt/framer.h"
 #include "mqtt/packet.h"
 #include "ops/logging.h"
 #include "ops/metrics.h"
@@ -87,6 +88,7 @@ class Connection {
   // How long a closing side may take to flush what is owed to it.
   static constexpr std::chrono::seconds kFlushTimeout{5};
 
+  static mqtt::FrameResult peekBuffered(evbuffer* input, std::size_t limit);
   void onHandshakeDone();
   void onHandshakeFailed();
   void readFirstPacket();

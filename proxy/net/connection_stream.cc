@@ -60,11 +60,8 @@ void Connection::resumeReading(bufferevent* reader, bufferevent* writer) {
 // while it is incomplete or when the connection was closed.
 bool Connection::rewriteBrokerConnack() {
   evbuffer* input = bufferevent_get_input(upstream_.get());
-  std::size_t buffered = evbuffer_get_length(input);
-  auto* head = evbuffer_pullup(input, static_cast<ev_ssize_t>(std::min<std::size_t>(buffered, 5)));
-  auto frame = mqtt::peekFrame({head, std::min<std::size_t>(buffered, 5)}, kMaxBrokerConnack);
-  if (frame.status == mqtt::FrameStatus::NeedMore ||
-      (frame.status == mqtt::FrameStatus::Frame && buffered < frame.totalSize())) {
+  auto frame = peekBuffered(input, kMaxBrokerConnack);
+  if (frame.status == mqtt::FrameStatus::NeedMore) {
     return false;
   }
   std::optional<mqtt::ConnackPacket> connack;

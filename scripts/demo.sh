@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The mqtls demo: installs what is missing, builds, makes a dev PKI, starts a local Mosquitto as
+# the upstream broker, starts mqtls in front of it, and shows a device publishing with its client
+# certificate while a subscriber (another device) receives it. The broker's own log shows the
+# username it saw: the certificate's CN, not what the device claimed. Ctrl-C stops everything.
+#   MQTLS_DEMO_ROUNDS=N  publish N times then stop (default: until Ctrl-C)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+work="$root/.demo"
+rounds=${MQTLS_DEMO_ROUNDS:-0}
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  say "stopping everything the demo started"
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup INT TERM EXIT
+
+say "setup (Debian packages)"
+bash scripts/setup.sh
+
+say "build"
+cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMQTLS_TESTS=OFF >/dev/null
+cmake --build "$root/build" --parallel "$(nproc)" --target mqtls | tail -n 1
+
+say "dev PKI (certs/gen.sh)"
+bash certs/gen.sh "$root/certs/out"
+
+mkdir -p "$work"
+broker_port=1883
+if ! port_free "$broker_port"; then
+  broker_port=18830
+  echo "port 1883 is taken (a system broker?); the demo broker uses $broker_port"
+fi
+proxy_port=${MQTLS_DEMO_PORT:-8883}
+
+say "Mosquitto on 127.0.0.1:$broker_port (plaintext, loopback only, ACL: devices/<username>/#)"
+cat >"$work/acl" <<ACL
+pattern write devices/%u/#
+pattern read devices/#
+ACL
+cat >"$work/mosquitto.conf" <<CONF
+listener $broker_port 127.0.0.1
+allow_anonymous true
+acl_file $work/acl
+connection_messages true
+log_type error
+log_type warning
+log_type notice
+log_type information
+log_dest file $work/mosquitto.log
+CONF
+: >"$work/mosquitto.log"
+mosquitto -c "$work/mosquitto.conf" &
+pids+=($!)
+
+say "mqtls on 127.0.0.1:$proxy_port -> 127.0.0.1:$broker_port (config/minimal.yaml)"
+export MQTLS_CERTS="$root/certs/out" MQTLS_UPSTREAM_PORT="$broker_port" MQTLS_PORT="$proxy_port"
+"$root/build/proxy/mqtls" --check --config config/minimal.yaml
+"$root/build/proxy/mqtls" --config config/minimal.yaml 2>"$work/mqtls.log" &
+pids+=($!)
+for _ in $(seq 50); do port_free "$proxy_port" || break; sleep 0.1; done
+
+certs="$root/certs/out"
+tls=(-h localhost -p "$proxy_port" --cafile "$certs/ca-bundle.pem")
+
+say "subscriber: device-002 (client2.pem) subscribes to devices/# through mqtls"
+mosquitto_sub "${tls[@]}" --cert "$certs/client2.pem" --key "$certs/client2.key" \
+  -V mqttv5 -t 'devices/#' -v -F '   received  %t  %p' &
+pids+=($!)
+sleep 1
+
+i=0
+while :; do
+  i=$((i + 1))
+  say "device-001 (client.pem) publishes, claiming username 'admin'"
+  mosquitto_pub "${tls[@]}" --cert "$certs/client.pem" --key "$certs/client.key" \
+    -V mqttv311 -u admin -i sensor-1 -t devices/device-001/temperature -m "21.$i C"
+  sleep 0.5
+  echo "   broker log (the username Mosquitto saw):"
+  grep -o "New client connected .* as sensor-1 .*" "$work/mosquitto.log" | tail -n 1 | sed 's/^/     /'
+  echo "   mqtls log:"
+  grep "conn=" "$work/mqtls.log" | grep "client_id=sensor-1" | tail -n 1 | sed 's/^/     /'
+  if [ "$rounds" -gt 0 ] && [ "$i" -ge "$rounds" ]; then break; fi
+  echo "   (Ctrl-C to stop)"
+  sleep 3
+done
