@@ -55,10 +55,10 @@ log_type error
 log_type warning
 log_type notice
 log_type information
-log_dest file $work/mosquitto.log
+log_dest stderr
 CONF
 : >"$work/mosquitto.log"
-mosquitto -c "$work/mosquitto.conf" &
+mosquitto -c "$work/mosquitto.conf" 2>"$work/mosquitto.log" &
 pids+=($!)
 
 say "mqtls on 127.0.0.1:$proxy_port -> 127.0.0.1:$broker_port (config/minimal.yaml)"

@@ -48,8 +48,12 @@ void appendField(std::string& out, const char* key, const std::string& value) {
     out += std::string(out.size() > 1 ? "," : "") + "\"" + key + "\":\"" + jsonEscape(value) +
            "\"";
   } else {
-    out += std::string(out.empty() ? "" : " ") + key + "=" +
-           (value.empty() ? "-" : jsonEscape(value));
+    // key=value, quoted when the value holds spaces or quotes, "-" when empty.
+    std::string shown = value.empty() ? "-" : jsonEscape(value);
+    if (shown.find_first_of(" \"=") != std::string::npos) {
+      shown = "\"" + shown + "\"";
+    }
+    out += std::string(out.empty() ? "" : " ") + key + "=" + shown;
   }
 }
 
