@@ -1,5 +1,6 @@
 #include "mqtt/connect.h"
 
+#include <string>
 #include <utility>
 
 #include "mqtt/property_codec.h"
@@ -62,9 +63,9 @@ class ConnectDecoder {
       level_ = static_cast<ProtocolLevel>(number);
     } else {
       level_ = mqisdp ? ProtocolLevel::V31 : ProtocolLevel::V311;
-      return fail(Refusal::UnsupportedVersion,
-                  "protocol level " + std::to_string(number) + " is not supported for " +
-                      (mqisdp ? "MQIsdp" : "MQTT"));
+      std::string detail = "protocol level " + std::to_string(number) + " is not supported for ";
+      detail += mqisdp ? "MQIsdp" : "MQTT";
+      return fail(Refusal::UnsupportedVersion, std::move(detail));
     }
     packet_.level = *level_;
     return true;
@@ -99,9 +100,8 @@ class ConnectDecoder {
     if (status.ok()) {
       return true;
     }
-    return fail(status.error == detail::WireError::Malformed ? Refusal::Malformed
-                                                             : Refusal::ProtocolError,
-                status.detail);
+    const bool malformed = status.error == detail::WireError::Malformed;
+    return fail(malformed ? Refusal::Malformed : Refusal::ProtocolError, status.detail);
   }
 
   bool readProperties() {
@@ -148,8 +148,7 @@ class ConnectDecoder {
     if ((flags_ & kFlagWill) != 0 && !readWill()) {
       return false;
     }
-    if ((flags_ & kFlagUsername) != 0 &&
-        !readString(packet_.username.emplace(), "user name")) {
+    if ((flags_ & kFlagUsername) != 0 && !readString(packet_.username.emplace(), "user name")) {
       return false;
     }
     if ((flags_ & kFlagPassword) != 0 && !readBinary(packet_.password.emplace(), "password")) {

@@ -17,8 +17,8 @@ namespace mqtls::mqtt {
 struct Will {
   Properties properties;  // MQTT 5 only
   std::string topic;
-  std::string payload;    // binary
-  std::uint8_t qos = 0;   // 0..2
+  std::string payload;   // binary
+  std::uint8_t qos = 0;  // 0..2
   bool retain = false;
 
   bool operator==(const Will&) const = default;
@@ -26,10 +26,10 @@ struct Will {
 
 struct ConnectPacket {
   ProtocolLevel level = ProtocolLevel::V311;
-  bool bridge = false;           // bit 0x80 of the level byte, passed through
-  bool clean_start = true;       // Clean Session (3.x) / Clean Start (5.0)
+  bool bridge = false;      // bit 0x80 of the level byte, passed through
+  bool clean_start = true;  // Clean Session (3.x) / Clean Start (5.0)
   std::uint16_t keep_alive = 0;
-  Properties properties;         // MQTT 5 only
+  Properties properties;  // MQTT 5 only
   std::string client_id;
   std::optional<Will> will;
   std::optional<std::string> username;

@@ -12,7 +12,9 @@ namespace {
 using detail::varintSize;
 using detail::Writer;
 
-bool fieldFits(const std::string& field) { return field.size() <= kMaxFieldLength; }
+bool fieldFits(const std::string& field) {
+  return field.size() <= kMaxFieldLength;
+}
 
 // Property Length varint plus the properties, or nullopt when the list cannot be encoded.
 std::optional<std::uint64_t> propertiesSize(const Properties& properties) {
@@ -78,8 +80,7 @@ std::uint8_t connectFlags(const ConnectPacket& packet) {
 }
 
 bool knownLevel(ProtocolLevel level) {
-  return level == ProtocolLevel::V31 || level == ProtocolLevel::V311 ||
-         level == ProtocolLevel::V5;
+  return level == ProtocolLevel::V31 || level == ProtocolLevel::V311 || level == ProtocolLevel::V5;
 }
 
 }  // namespace

@@ -29,15 +29,18 @@ struct FrameResult {
   FrameStatus status = FrameStatus::NeedMore;
   FrameError error = FrameError::None;
   PacketType type = PacketType::Reserved;
-  std::uint8_t flags = 0;                 // low nibble of the first byte
-  std::size_t header_size = 0;            // 1 + varint bytes; valid for Frame (and TooLarge)
-  std::uint32_t remaining_length = 0;     // valid for Frame (and TooLarge)
+  std::uint8_t flags = 0;  // low nibble of the first byte
+  // Both sizes are valid for Frame and TooLarge, and for NeedMore once the fixed header is
+  // complete (header_size != 0): then only the body is still arriving.
+  std::size_t header_size = 0;  // 1 + varint bytes
+  std::uint32_t remaining_length = 0;
   std::size_t totalSize() const { return header_size + remaining_length; }
 };
 
 // Examines the start of `buffered`. `max_packet_size` bounds the whole packet (fixed header
 // included); a packet larger than that is FrameError::TooLarge as soon as its length is known,
-// before its body arrives. Never reads past buffered.size().
+// before its body arrives. ReservedType is reported from the first byte alone. Flags are reported,
+// not validated. Never reads past buffered.size().
 FrameResult peekFrame(std::span<const std::uint8_t> buffered, std::size_t max_packet_size);
 
 std::string_view frameErrorName(FrameError error);

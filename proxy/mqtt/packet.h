@@ -42,15 +42,15 @@ enum class ProtocolLevel : std::uint8_t {
 // Why the proxy refuses a connection. One place, connackReasonCode(), maps these to the code
 // each protocol level understands.
 enum class Refusal : std::uint8_t {
-  Malformed,            // v5 0x81; v3 closes without CONNACK
-  ProtocolError,        // v5 0x82; v3 closes without CONNACK
-  UnsupportedVersion,   // v3-format CONNACK 0x01 for any level
-  IdentifierRejected,   // v5 0x85, v3 0x02
-  ServerUnavailable,    // v5 0x88, v3 0x03
-  BadCredentials,       // v5 0x86, v3 0x04
-  NotAuthorized,        // v5 0x87, v3 0x05
-  BadAuthMethod,        // v5 0x8C, v3 0x05
-  PacketTooLarge,       // v5 0x95; v3 closes without CONNACK
+  Malformed,           // v5 0x81; v3 closes without CONNACK
+  ProtocolError,       // v5 0x82; v3 closes without CONNACK
+  UnsupportedVersion,  // v3-format CONNACK 0x01 for any level
+  IdentifierRejected,  // v5 0x85, v3 0x02
+  ServerUnavailable,   // v5 0x88, v3 0x03
+  BadCredentials,      // v5 0x86, v3 0x04
+  NotAuthorized,       // v5 0x87, v3 0x05
+  BadAuthMethod,       // v5 0x8C, v3 0x05
+  PacketTooLarge,      // v5 0x95; v3 closes without CONNACK
 };
 
 std::string_view refusalName(Refusal refusal);

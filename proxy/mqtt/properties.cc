@@ -86,8 +86,7 @@ std::size_t Properties::removeUserProperties(const std::vector<std::string>& nam
 }
 
 std::size_t Properties::remove(std::uint8_t id) {
-  const auto removed =
-      std::erase_if(items_, [id](const Property& item) { return item.id == id; });
+  const auto removed = std::erase_if(items_, [id](const Property& item) { return item.id == id; });
   return static_cast<std::size_t>(removed);
 }
 

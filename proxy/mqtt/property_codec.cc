@@ -14,7 +14,9 @@ std::string hexId(std::uint8_t id) {
   return text;
 }
 
-WireStatus fail(WireError error, std::string detail) { return {error, std::move(detail)}; }
+WireStatus fail(WireError error, std::string detail) {
+  return {error, std::move(detail)};
+}
 
 // Reads one value of `type`, leaving the reader after it. Malformed on truncation or bad UTF-8.
 WireStatus readValue(Reader& reader, PropertyType type) {
@@ -87,17 +89,37 @@ bool valueAllowed(std::uint8_t id, std::span<const std::uint8_t> value) {
 
 PropertyType propertyType(std::uint8_t id) {
   switch (id) {
-    case 0x01: case 0x17: case 0x19: case 0x24: case 0x25: case 0x28: case 0x29: case 0x2A:
+    case 0x01:
+    case 0x17:
+    case 0x19:
+    case 0x24:
+    case 0x25:
+    case 0x28:
+    case 0x29:
+    case 0x2A:
       return PropertyType::Byte;
-    case 0x13: case 0x21: case 0x22: case 0x23:
+    case 0x13:
+    case 0x21:
+    case 0x22:
+    case 0x23:
       return PropertyType::TwoByte;
-    case 0x02: case 0x11: case 0x18: case 0x27:
+    case 0x02:
+    case 0x11:
+    case 0x18:
+    case 0x27:
       return PropertyType::FourByte;
     case 0x0B:
       return PropertyType::Varint;
-    case 0x03: case 0x08: case 0x12: case 0x15: case 0x1A: case 0x1C: case 0x1F:
+    case 0x03:
+    case 0x08:
+    case 0x12:
+    case 0x15:
+    case 0x1A:
+    case 0x1C:
+    case 0x1F:
       return PropertyType::Utf8;
-    case 0x09: case 0x16:
+    case 0x09:
+    case 0x16:
       return PropertyType::Binary;
     case 0x26:
       return PropertyType::StringPair;

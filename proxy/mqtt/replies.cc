@@ -56,8 +56,7 @@ std::optional<std::uint8_t> v3ReturnCode(Refusal refusal) {
 }
 
 std::vector<std::uint8_t> v3Connack(bool session_present, std::uint8_t code) {
-  return {kConnackFirstByte, 0x02, static_cast<std::uint8_t>(session_present ? 0x01 : 0x00),
-          code};
+  return {kConnackFirstByte, 0x02, static_cast<std::uint8_t>(session_present ? 0x01 : 0x00), code};
 }
 
 // Size of the whole MQTT 5 CONNACK carrying these properties.
@@ -87,8 +86,7 @@ std::vector<std::uint8_t> encodeRefusal(ProtocolLevel level, Refusal refusal,
   connack.reason_code = *code;
   if (!reason_string.empty() && detail::isValidMqttUtf8(reason_string)) {
     connack.properties.addString(property::kReasonString, reason_string);
-    if (client_max_packet_size != 0 &&
-        v5ConnackSize(connack.properties) > client_max_packet_size) {
+    if (client_max_packet_size != 0 && v5ConnackSize(connack.properties) > client_max_packet_size) {
       connack.properties.items().clear();
     }
   }

@@ -35,7 +35,8 @@ struct ConnackPacket {
 };
 
 // Decodes a complete CONNACK frame at this level. nullopt if malformed.
-std::optional<ConnackPacket> decodeConnack(ProtocolLevel level, std::span<const std::uint8_t> frame);
+std::optional<ConnackPacket> decodeConnack(ProtocolLevel level,
+                                           std::span<const std::uint8_t> frame);
 // Encodes a CONNACK (properties written for MQTT 5 only, as held). Empty if the properties cannot
 // fit in one packet.
 std::vector<std::uint8_t> encodeConnack(ProtocolLevel level, const ConnackPacket& packet);

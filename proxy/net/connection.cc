@@ -127,6 +127,8 @@ void Connection::start() {
   bufferevent_openssl_set_allow_dirty_shutdown(client_.get(), 1);
   bufferevent_setcb(client_.get(), &Connection::onClientRead, &Connection::onClientWrite,
                     &Connection::onClientEvent, this);
+  // Before authentication, never buffer more than one maximal CONNECT.
+  bufferevent_setwatermark(client_.get(), EV_READ, 0, host_.config().limits.max_connect_size);
   bufferevent_enable(client_.get(), EV_READ | EV_WRITE);
   armDeadline(host_.config().limits.handshake_timeout);
 }
@@ -339,6 +341,9 @@ void Connection::onUpstreamConnected() {
   pending_connect_.shrink_to_fit();
   event_del(deadline_.get());
   state_ = State::Streaming;
+  const std::size_t limit = host_.config().limits.buffer_limit;
+  bufferevent_setwatermark(client_.get(), EV_READ, 0, limit);
+  bufferevent_setwatermark(upstream_.get(), EV_READ, 0, limit);
   bufferevent_enable(client_.get(), EV_READ);
   forward(client_.get(), upstream_.get(), ops::Direction::ClientToBroker);
 }

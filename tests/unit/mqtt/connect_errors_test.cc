@@ -31,8 +31,12 @@ std::vector<std::uint8_t> frameOf(const std::vector<std::uint8_t>& body) {
 std::vector<std::uint8_t> mqtt(std::uint8_t level, std::string_view rest) {
   return frameOf(concat(concat(hex("00 04 4d 51 54 54"), {level}), hex(rest)));
 }
-std::vector<std::uint8_t> v311(std::string_view rest) { return mqtt(4, rest); }
-std::vector<std::uint8_t> v5(std::string_view rest) { return mqtt(5, rest); }
+std::vector<std::uint8_t> v311(std::string_view rest) {
+  return mqtt(4, rest);
+}
+std::vector<std::uint8_t> v5(std::string_view rest) {
+  return mqtt(5, rest);
+}
 std::vector<std::uint8_t> v31(std::string_view rest) {
   return frameOf(concat(hex("00 06 4d 51 49 73 64 70 03"), hex(rest)));
 }
@@ -115,8 +119,8 @@ TEST(ConnectErrors, PasswordWithoutUserName) {
 }
 
 TEST(ConnectErrors, InvalidUtf8) {
-  for (const char* bad : {"00 02 c0 80", "00 03 ed a0 80", "00 01 00", "00 01 ff",
-                          "00 02 61 80", "00 02 e2 82", "00 04 f4 90 80 80"}) {
+  for (const char* bad : {"00 02 c0 80", "00 03 ed a0 80", "00 01 00", "00 01 ff", "00 02 61 80",
+                          "00 02 e2 82", "00 04 f4 90 80 80"}) {
     expectRefused(v311(std::string("02 00 3c ") + bad), Refusal::Malformed, V311);
     expectRefused(v5(std::string("02 00 3c 00 ") + bad), Refusal::Malformed, V5);
   }
@@ -176,8 +180,8 @@ TEST(ConnectErrors, V5Properties) {
 
 TEST(ConnectErrors, V5WillProperties) {
   // Session expiry is a CONNECT property, not a will property.
-  expectRefused(v5("06 00 3c 00 00 01 61 05 11 00 00 00 01 00 01 74 00 00"),
-                Refusal::ProtocolError, V5);
+  expectRefused(v5("06 00 3c 00 00 01 61 05 11 00 00 00 01 00 01 74 00 00"), Refusal::ProtocolError,
+                V5);
   expectRefused(v5("06 00 3c 00 00 01 61 04 01 00 01 01 00 01 74 00 00"), Refusal::ProtocolError,
                 V5);
   expectRefused(v5("06 00 3c 00 00 01 61 02 01 02 00 01 74 00 00"), Refusal::ProtocolError, V5);

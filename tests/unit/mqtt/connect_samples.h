@@ -42,20 +42,20 @@ inline std::vector<std::uint8_t> connect31() {
 inline std::vector<std::uint8_t> connect5() {
   return hex(
       "10 56"
-      "00 04 4d 51 54 54"     // "MQTT"
-      "05"                    // level 5
-      "d6"                    // user, password, will QoS 2, will, clean start
-      "00 3c"                 // keep alive 60
-      "16"                    // property length 22
-      "11 00 00 00 78"        //   session expiry interval 120
-      "21 00 0a"              //   receive maximum 10
-      "26 00 01 6b 00 01 76"  //   user property k=v
-      "26 00 01 61 00 01 62"  //   user property a=b
-      "00 02 63 31"           // client id "c1"
-      "1b"                    // will property length 27
-      "18 00 00 00 05"        //   will delay interval 5
-      "01 01"                 //   payload format indicator 1
-      "03 00 0a 74 65 78 74 2f 70 6c 61 69 6e"  // content type "text/plain"
+      "00 04 4d 51 54 54"                       // "MQTT"
+      "05"                                      // level 5
+      "d6"                                      // user, password, will QoS 2, will, clean start
+      "00 3c"                                   // keep alive 60
+      "16"                                      // property length 22
+      "11 00 00 00 78"                          //   session expiry interval 120
+      "21 00 0a"                                //   receive maximum 10
+      "26 00 01 6b 00 01 76"                    //   user property k=v
+      "26 00 01 61 00 01 62"                    //   user property a=b
+      "00 02 63 31"                             // client id "c1"
+      "1b"                                      // will property length 27
+      "18 00 00 00 05"                          //   will delay interval 5
+      "01 01"                                   //   payload format indicator 1
+      "03 00 0a 74 65 78 74 2f 70 6c 61 69 6e"  //   content type "text/plain"
       "26 00 01 78 00 01 79"                    //   user property x=y
       "00 03 77 2f 74"                          // will topic "w/t"
       "00 03 00 ff 01"                          // will payload (binary)
@@ -98,7 +98,10 @@ inline mqtt::ConnectPacket expected5() {
   p.properties.items() = {{0x11, "\x00\x00\x00\x78"s},
                           {0x21, "\x00\x0a"s},
                           {0x26, "\x00\x01k\x00\x01v"s},
-                          {0x26, "\x00\x01" "a\x00\x01" "b"s}};
+                          {0x26,
+                           "\x00\x01"
+                           "a\x00\x01"
+                           "b"s}};
   p.client_id = "c1";
   p.will.emplace();
   p.will->properties.items() = {{0x18, "\x00\x00\x00\x05"s},

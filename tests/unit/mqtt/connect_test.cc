@@ -154,7 +154,7 @@ TEST(Connect, EmptyClientIdAndEmptyStrings) {
   const auto encoded = encodeConnect(p);
   ASSERT_TRUE(encoded.has_value());
   EXPECT_EQ(*encoded, hex("10 16 00 04 4d 51 54 54 05 c6"
-                           "00 00 00 00 00 00 00 00 00 00 00 00 00 00"));
+                          "00 00 00 00 00 00 00 00 00 00 00 00 00 00"));
   EXPECT_EQ(decodeConnect(*encoded).packet, p);
 }
 

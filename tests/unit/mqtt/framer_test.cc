@@ -41,14 +41,23 @@ TEST(Framer, ByteByByteNeedsMoreUntilTheLastByte) {
   EXPECT_EQ(frame.totalSize(), publish.size());
 }
 
+TEST(Framer, HeaderSizesAreKnownBeforeTheBody) {
+  const auto publish = hex("30 80 01");  // 128-byte body, none of it buffered
+  EXPECT_EQ(peek(publish, 2).header_size, 0u);
+  const FrameResult header = peek(publish, 3);
+  EXPECT_EQ(header.status, FrameStatus::NeedMore);
+  EXPECT_EQ(header.header_size, 3u);
+  EXPECT_EQ(header.remaining_length, 128u);
+  EXPECT_EQ(header.totalSize(), 131u);
+}
+
 TEST(Framer, TwoFramesInOneBuffer) {
   const auto buffer = concat(hex("c0 00"), hex("82 06 00 01 00 01 23 01"));  // PINGREQ, SUBSCRIBE
   const FrameResult first = peek(buffer, buffer.size());
   ASSERT_EQ(first.status, FrameStatus::Frame);
   EXPECT_EQ(first.type, PacketType::Pingreq);
   EXPECT_EQ(first.totalSize(), 2u);
-  const FrameResult second =
-      peekFrame(std::span(buffer).subspan(first.totalSize()), kNoLimit);
+  const FrameResult second = peekFrame(std::span(buffer).subspan(first.totalSize()), kNoLimit);
   ASSERT_EQ(second.status, FrameStatus::Frame);
   EXPECT_EQ(second.type, PacketType::Subscribe);
   EXPECT_EQ(second.flags, 0x02);
@@ -104,8 +113,8 @@ TEST(Framer, LargeFrameIsFoundWhenComplete) {
 }
 
 TEST(Framer, FifthLengthByteIsMalformed) {
-  for (const auto& bytes : {hex("30 ff ff ff ff 7f"), hex("30 80 80 80 80 01"),
-                            hex("30 80 80 80 80")}) {
+  for (const auto& bytes :
+       {hex("30 ff ff ff ff 7f"), hex("30 80 80 80 80 01"), hex("30 80 80 80 80")}) {
     const FrameResult frame = peek(bytes, bytes.size());
     EXPECT_EQ(frame.status, FrameStatus::Error);
     EXPECT_EQ(frame.error, FrameError::MalformedLength);

@@ -91,7 +91,10 @@ TEST(Properties, FindAndFindString) {
   EXPECT_EQ(props.findString(property::kAuthenticationMethod), "SCRAM");
   EXPECT_EQ(props.findString(property::kReasonString), std::nullopt);
   EXPECT_EQ(props.findString(property::kSessionExpiryInterval), std::nullopt);  // not a string
-  EXPECT_EQ(props.find(property::kUserProperty)->raw, "\x00\x01" "a\x00\x01" "1"s);
+  EXPECT_EQ(props.find(property::kUserProperty)->raw,
+            "\x00\x01"
+            "a\x00\x01"
+            "1"s);
 }
 
 TEST(Properties, OversizedValuesAreNotAdded) {

@@ -36,8 +36,7 @@ TEST(Replies, RefusalBytesForEveryRefusalAndLevel) {
     EXPECT_EQ(encodeRefusal(ProtocolLevel::V31, c.refusal), c.v3) << name;
     EXPECT_EQ(encodeRefusal(ProtocolLevel::V311, c.refusal), c.v3) << name;
     EXPECT_EQ(encodeRefusal(ProtocolLevel::V5, c.refusal), c.v5) << name;
-    EXPECT_EQ(connackReasonCode(ProtocolLevel::V311, c.refusal).has_value(), !c.v3.empty())
-        << name;
+    EXPECT_EQ(connackReasonCode(ProtocolLevel::V311, c.refusal).has_value(), !c.v3.empty()) << name;
   }
 }
 
@@ -91,8 +90,7 @@ TEST(Replies, ConnackV5AddAssignedClientIdentifier) {
 
   connack->properties.addString(property::kAssignedClientIdentifier, "abc");
   const auto rewritten = encodeConnack(ProtocolLevel::V5, *connack);
-  EXPECT_EQ(rewritten,
-            hex("20 13 00 00 10 21 00 14 26 00 01 61 00 01 62 12 00 03 61 62 63"));
+  EXPECT_EQ(rewritten, hex("20 13 00 00 10 21 00 14 26 00 01 61 00 01 62 12 00 03 61 62 63"));
   const auto again = decodeConnack(ProtocolLevel::V5, rewritten);
   ASSERT_TRUE(again.has_value());
   EXPECT_EQ(*again, *connack);
