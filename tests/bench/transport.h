@@ -1,0 +1,66 @@
+// One non-blocking client connection: TCP, optionally wrapped in TLS (OpenSSL used directly).
+#pragma once
+
+#include <netinet/in.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "util/openssl_ptr.h"
+
+namespace mqtls::bench {
+
+using SslSessionPtr = std::unique_ptr<SSL_SESSION, OpenSslDeleter<SSL_SESSION_free>>;
+
+struct TlsFiles {
+  std::string ca;         // verifies the server when verify_server is set
+  std::string server_ip;  // the address the server certificate must name (verify_server)
+  std::string cert;       // client chain, leaf first
+  std::string key;
+  bool verify_server = false;
+};
+
+// A client SSL_CTX pinned to one protocol version (TLS1_2_VERSION or TLS1_3_VERSION), or
+// nullptr with `error` set.
+SslCtxPtr makeClientContext(const TlsFiles& files, int version, std::string& error);
+
+enum class Io { Ok, WantRead, WantWrite, Closed, Failed };
+
+struct IoResult {
+  Io status = Io::Ok;
+  std::size_t bytes = 0;
+};
+
+class Transport {
+ public:
+  // Starts connecting to `address`. `ctx` null means plaintext; `session` (may be null) is offered
+  // for resumption. On failure fd() is -1 and error() says why.
+  Transport(const sockaddr_in& address, SSL_CTX* ctx, SSL_SESSION* session);
+  ~Transport();
+  Transport(const Transport&) = delete;
+  Transport& operator=(const Transport&) = delete;
+
+  int fd() const { return fd_; }
+  SSL* ssl() const { return ssl_.get(); }
+  const std::string& error() const { return error_; }
+
+  // Drives the TCP connect and the TLS handshake; Ok once both are done.
+  Io handshake();
+  IoResult read(std::uint8_t* data, std::size_t size);
+  IoResult write(const std::uint8_t* data, std::size_t size);
+  // Sends close_notify (best effort, never blocks) so the session stays resumable.
+  void shutdown();
+  bool resumed() const;
+
+ private:
+  Io sslStatus(int ret, const char* what);
+
+  int fd_ = -1;
+  bool tcp_connected_ = false;
+  SslPtr ssl_;
+  std::string error_;
+};
+
+}  // namespace mqtls::bench
