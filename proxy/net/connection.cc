@@ -179,6 +179,7 @@ void Connection::dispatch(Event event) {
         forward(client_.get(), upstream_.get(), ops::Direction::ClientToBroker);
       } else if (event == Event::UpstreamReadable) {
         if (!assigned_client_id_ || rewriteBrokerConnack()) {
+          readMoreFromBroker();
           forward(upstream_.get(), client_.get(), ops::Direction::BrokerToClient);
         }
       } else if (event == Event::ClientDrained) {

@@ -87,6 +87,8 @@ class Connection {
  private:
   // How long a closing side may take to flush what is owed to it.
   static constexpr std::chrono::seconds kFlushTimeout{5};
+  // Broker-to-client bytes gathered per read event (four full TLS records).
+  static constexpr std::size_t kCoalesceBytes = 64 * 1024;
 
   static mqtt::FrameResult peekBuffered(evbuffer* input, std::size_t limit);
   void onHandshakeDone();
@@ -103,6 +105,8 @@ class Connection {
   void flushedSide(bufferevent* writer);
   void armDeadline(std::chrono::milliseconds after);
   void close(const std::string& reason, const std::string& detail = {});
+  void releaseClient();
+  void readMoreFromBroker();
 
   static void onClientRead(bufferevent* bev, void* self);
   static void onClientWrite(bufferevent* bev, void* self);
@@ -127,7 +131,7 @@ class Connection {
   std::optional<std::string> assigned_client_id_;  // MQTT 5: add to the broker's CONNACK
   std::vector<std::uint8_t> pending_connect_;      // rewritten CONNECT awaiting the dial
   std::uint32_t client_max_packet_size_ = 0;
-  int closing_event_ = 0;  // the event that closed a side, for the close reason
+  bool client_failed_ = false;  // the client side reported an error (not a clean EOF)
   ops::AccessRecord record_;
 };
 
