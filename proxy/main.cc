@@ -99,5 +99,7 @@ int main(int argc, char** argv) {
     spdlog::critical("{}", server.error().message);
     return 1;
   }
-  return (*server)->run();
+  int code = (*server)->run();
+  metrics.detachExposerAtExit();
+  return code;
 }

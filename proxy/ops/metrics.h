@@ -25,6 +25,10 @@ class Metrics {
   // Starts serving /metrics on "host:port". Fails with a message if it cannot bind.
   Status expose(const std::string& listen);
 
+  // At process exit: leaves the HTTP endpoint running instead of stopping it, because its
+  // server only notices a stop request after a 2 s poll; the process is about to end anyway.
+  void detachExposerAtExit();
+
   void connectionAccepted(std::string_view listener);
   // Accept refused before TLS (e.g. "max_connections").
   void connectionRejected(std::string_view reason);

@@ -120,8 +120,10 @@ void installProtocolPolicy(SSL_CTX* ctx, const config::TlsSettings& settings,
                            Problems& problems) {
   SSL_CTX_set_min_proto_version(ctx, protocolVersion(settings.min_version));
   SSL_CTX_set_max_proto_version(ctx, protocolVersion(settings.max_version));
+  // A client that closes TCP without close_notify ends its session normally (MQTT is framed,
+  // so truncation cannot go unnoticed); otherwise OpenSSL would drop the session from the cache.
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
-                               SSL_OP_CIPHER_SERVER_PREFERENCE);
+                               SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_IGNORE_UNEXPECTED_EOF);
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
   const std::string ciphers = settings.ciphers.empty() ? kDefaultTls12Ciphers : settings.ciphers;
   if (SSL_CTX_set_cipher_list(ctx, ciphers.c_str()) != 1) {
@@ -233,10 +235,18 @@ HandshakeFailure classifyHandshakeFailure(SSL* ssl, const std::vector<unsigned l
     return {"verify_failed",
             std::string("certificate verify failed: ") + X509_verify_cert_error_string(verify)};
   }
-  if (errors.empty()) {
+  // libevent records SSL_get_error()'s small result code first, then the OpenSSL error queue
+  // oldest first; the oldest queued error is the most specific one.
+  unsigned long code = 0;
+  for (unsigned long candidate : errors) {
+    if (ERR_GET_LIB(candidate) != 0) {
+      code = candidate;
+      break;
+    }
+  }
+  if (code == 0) {
     return {"eof", "client closed the connection during the handshake"};
   }
-  unsigned long code = errors.back();
   const char* text = ERR_reason_error_string(code);
   std::string detail = text != nullptr ? text : "handshake error";
   if (ERR_GET_LIB(code) != ERR_LIB_SSL) {
