@@ -1,0 +1,188 @@
+"""Messages flow through mqtls: publish/subscribe in every MQTT version, a large payload, an RSA
+server certificate and an IPv6 listener."""
+
+import os
+import ssl
+import unittest
+
+import harness
+from harness import IntegrationTest, cert, pub
+
+
+class PublishTest(IntegrationTest):
+    def setUp(self):
+        super().setUp()
+        self.broker = self.start_broker()
+        self.proxy = self.start_proxy(self.proxy_config(self.broker.port))
+
+    def round_trip(self, version: str, tag: str) -> None:
+        topic = f"devices/device-001/{tag}"
+        start = len(self.broker.log())
+        sub = self.start_sub(self.proxy.port, topic, identity="client2", version=version,
+                             client_id=f"sub-{tag}", args=["-v"])
+        self.broker.wait_subscribed(f"sub-{tag}", start=start)
+        result = pub(self.proxy.port, topic, f"hello {tag}", identity="client", version=version,
+                     args=["-i", f"pub-{tag}", "-q", "1"])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        code, out = sub.wait()
+        self.assertEqual(code, 0, sub.stderr)
+        self.assertEqual(out, f"{topic} hello {tag}\n".encode())
+        # Both clients reached the broker under their certificate's identity.
+        clients = dict(self.broker.connected_clients(start))
+        self.assertEqual(clients.get(f"sub-{tag}"), "device-002")
+        self.assertEqual(clients.get(f"pub-{tag}"), "device-001")
+
+    def test_mqtt_v311(self):
+        self.round_trip("mqttv311", "v311")
+        record = self.proxy.wait_access(client_id="pub-v311")
+        self.assertEqual(record["identity"], "device-001")
+        self.assertEqual(record["mqtt"], "4")
+        # After a DISCONNECT either side may close first.
+        self.assertIn(record["close"], ("client_closed", "broker_closed"))
+
+    def test_mqtt_v5(self):
+        self.round_trip("mqttv5", "v5")
+        self.assertEqual(self.proxy.wait_access(client_id="pub-v5")["mqtt"], "5")
+
+    def test_mqtt_v31(self):
+        self.round_trip("mqttv31", "v31")
+        self.assertEqual(self.proxy.wait_access(client_id="pub-v31")["mqtt"], "3")
+
+    def test_one_mebibyte_payload_arrives_intact(self):
+        payload = os.urandom(1024 * 1024)
+        path = self.workdir / "payload.bin"
+        path.write_bytes(payload)
+        topic = "devices/device-001/blob"
+        start = len(self.broker.log())
+        sub = self.start_sub(self.proxy.port, topic, identity="client2", version="mqttv5",
+                             client_id="sub-blob", args=["-N", "-q", "1"])
+        self.broker.wait_subscribed("sub-blob", start=start)
+        result = pub(self.proxy.port, topic, None, version="mqttv5",
+                     args=["-f", str(path), "-q", "1"])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        code, out = sub.wait()
+        self.assertEqual(code, 0, sub.stderr)
+        self.assertEqual(len(out), len(payload))
+        self.assertTrue(out == payload, "payload differs")
+        metrics = self.proxy.metrics()
+        self.assertGreaterEqual(
+            metrics.get_value("mqtls_forwarded_bytes_total", direction="client_to_broker"),
+            len(payload))
+        self.assertGreaterEqual(
+            metrics.get_value("mqtls_forwarded_bytes_total", direction="broker_to_client"),
+            len(payload))
+
+    def test_rsa_server_certificate(self):
+        config = self.proxy_config(self.broker.port, listeners=[{
+            "name": "rsa",
+            "bind": "127.0.0.1",
+            "port": harness.free_port(),
+            "tls": {"cert": cert("server-rsa.pem"), "key": cert("server-rsa.key"),
+                    "client_ca": harness.CA_BUNDLE},
+        }])
+        rsa = self.start_proxy(config, name="mqtls-rsa")
+        # The certificate served is the RSA one, for TLS 1.2 and 1.3 alike.
+        expected = harness.first_cert_der(cert("server-rsa.pem"))
+        for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+            client = self.raw(rsa.port, min_version=version, max_version=version)
+            self.assertEqual(client.sock.getpeercert(binary_form=True), expected)
+            client.close()
+        self.assert_round_trip(rsa, self.broker, "rsa")
+
+    @unittest.skipUnless(harness.ipv6_loopback_available(), "no IPv6 loopback (::1)")
+    def test_ipv6_listener(self):
+        port = harness.free_port("::1")
+        config = self.proxy_config(self.broker.port, listeners=[{
+            "name": "v6",
+            "bind": "::1",
+            "port": port,
+            "tls": {"cert": cert("server-ec.pem"), "key": cert("server-ec.key"),
+                    "client_ca": harness.CA_BUNDLE},
+        }])
+        v6 = self.start_proxy(config, name="mqtls-v6")
+        start = len(self.broker.log())
+        sub = self.start_sub(port, "devices/device-001/v6", identity="client2", host="::1",
+                             client_id="sub-v6")
+        self.broker.wait_subscribed("sub-v6", start=start)
+        result = pub(port, "devices/device-001/v6", "over ipv6", host="::1", args=["-q", "1"])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(sub.wait(), (0, b"over ipv6\n"))
+        record = v6.wait_access(listener="v6", identity="device-001")
+        self.assertTrue(record["peer"].startswith("[::1]:"), record)
+
+    def test_small_buffer_limit_still_delivers_large_payload(self):
+        # With a 1 KiB buffer limit, flow control pauses and resumes reading many times.
+        config = self.proxy_config(self.broker.port, limits={"buffer_limit": "1KiB"})
+        small = self.start_proxy(config, name="mqtls-small-buffer")
+        payload = os.urandom(1024 * 1024)
+        path = self.workdir / "payload.bin"
+        path.write_bytes(payload)
+        start = len(self.broker.log())
+        subs = [self.start_sub(small.port, "devices/device-001/flow", identity="client2",
+                               client_id=f"flow-{i}", args=["-N"]) for i in range(2)]
+        for i in range(2):
+            self.broker.wait_subscribed(f"flow-{i}", start=start)
+        result = pub(small.port, "devices/device-001/flow", None, args=["-f", str(path)])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        for sub in subs:
+            code, out = sub.wait()
+            self.assertEqual(code, 0, sub.stderr)
+            self.assertTrue(out == payload, f"payload differs ({len(out)} bytes)")
+
+    def test_pipelined_packets_after_connect(self):
+        # CONNECT, SUBSCRIBE and PUBLISH in one write, before any CONNACK: the packets behind
+        # the CONNECT wait while mqtls dials the broker and are then forwarded in order.
+        topic = "devices/device-001/pipelined"
+        publish = harness.packet(harness.PUBLISH, harness.mqtt_str(topic) + b"\x00\x07" + b"body",
+                                 flags=0x02)
+        client = self.raw(self.proxy.port)
+        client.send(harness.connect_packet(level=4, client_id="pipeliner")
+                    + harness.subscribe_packet(1, topic) + publish)
+        self.assertEqual(client.connack(4)["code"], 0)
+        received = {}
+        for _ in range(3):
+            ptype, flags, body = client.read_packet()
+            received[ptype] = (flags, body)
+        self.assertEqual(sorted(received), [harness.PUBLISH, harness.PUBACK, harness.SUBACK])
+        self.assertEqual(received[harness.PUBACK][1], b"\x00\x07")
+        delivered = harness.decode_publish(*received[harness.PUBLISH])
+        self.assertEqual((delivered["topic"], delivered["payload"]), (topic, b"body"))
+
+    def test_connect_sent_byte_by_byte(self):
+        client = self.raw(self.proxy.port)
+        for byte in harness.connect_packet(level=5, client_id="trickle", username="x"):
+            client.send(bytes([byte]))
+        self.assertEqual(client.connack(5)["code"], 0)
+        client.ping()
+        self.broker.wait_for_log(r"New client connected from \S+ as trickle .*u'device-001'")
+
+    def test_tls_session_resumption_keeps_the_identity(self):
+        first = self.raw_session(self.proxy.port, client_id="resume-1")
+        first.ping()  # by now the session ticket has arrived
+        session = first.sock.session
+        self.assertIsNotNone(session)
+        first.close()
+        start = len(self.broker.log())
+        second = self.raw(self.proxy.port, session=session)
+        self.assertTrue(second.sock.session_reused, "session was not resumed")
+        second.send(harness.connect_packet(level=4, client_id="resume-2", username="admin"))
+        self.assertEqual(second.connack(4)["code"], 0)
+        self.broker.wait_for_log(r"New client connected from \S+ as resume-2 .*u'device-001'",
+                                 start=start)
+        self.assertGreaterEqual(self.proxy.metric("mqtls_tls_handshakes_total", resumed="true"),
+                                1)
+        second.close()
+        self.assertEqual(self.proxy.wait_access(client_id="resume-2")["resumed"], "true")
+
+    def test_alpn(self):
+        config = self.proxy_config(self.broker.port)
+        config["listeners"][0]["tls"]["alpn"] = ["mqtt"]
+        alpn = self.start_proxy(config, name="mqtls-alpn")
+        client = self.raw(alpn.port, alpn=["mqtt"])
+        self.assertEqual(client.sock.selected_alpn_protocol(), "mqtt")
+        client.send(harness.connect_packet(level=4, client_id="alpn"))
+        self.assertEqual(client.connack(4)["code"], 0)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,114 @@
+"""The broker side: unreachable and slow brokers are answered with "server unavailable", and the
+broker can be reached by host name or through a Unix socket."""
+
+import socket
+import time
+import unittest
+
+from harness import IntegrationTest, connect_packet, free_port, pub
+
+
+def unresponsive_listener(test) -> int:
+    """A loopback port whose accept queue is full, so a new connect hangs (its SYNs are
+    dropped) instead of being refused. Returns the port; everything is closed at cleanup."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    test.addCleanup(server.close)
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    for _ in range(64):
+        filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        test.addCleanup(filler.close)
+        filler.settimeout(0.3)
+        try:
+            filler.connect(("127.0.0.1", port))
+        except (TimeoutError, socket.timeout):
+            return port  # the queue is full: this connect hung
+    test.skipTest("cannot fill a listen backlog here: connects never hang")
+
+
+class UpstreamTest(IntegrationTest):
+    def test_broker_down_gives_server_unavailable(self):
+        proxy = self.start_proxy(self.proxy_config(free_port()))  # nothing listens there
+        v311 = pub(proxy.port, "devices/device-001/x", "lost")
+        self.assertEqual(v311.returncode, 3, v311.stderr)  # 3.1.1: server unavailable
+        self.assertIn(b"unavailable", v311.stderr)
+        v5 = pub(proxy.port, "devices/device-001/x", "lost", version="mqttv5")
+        self.assertEqual(v5.returncode, 0x88, v5.stderr)  # MQTT 5: 0x88
+        client = self.raw(proxy.port)
+        client.send(connect_packet(level=4, client_id="raw"))
+        self.assertEqual(client.read_raw(4), b"\x20\x02\x00\x03")
+        client.expect_closed()
+        metrics = proxy.metrics()
+        self.assertEqual(metrics.get_value("mqtls_mqtt_connect_refused_total",
+                                           reason="broker_unavailable"), 3)
+        self.assertEqual(metrics.get_value("mqtls_upstream_connect_failures_total"), 3)
+        self.assertEqual(metrics.get_value("mqtls_mqtt_connect_forwarded_total"), 0)
+        record = proxy.wait_access(close="broker_unavailable")
+        self.assertEqual(record["identity"], "device-001")
+        self.assertTrue(proxy.running())
+
+    def test_broker_coming_back(self):
+        port = free_port()
+        proxy = self.start_proxy(self.proxy_config(port))
+        self.assertEqual(pub(proxy.port, "devices/device-001/x", "lost").returncode, 3)
+        broker = self.start_broker(port=port)
+        self.assert_round_trip(proxy, broker, "back")
+
+    def test_unix_socket_upstream(self):
+        broker = self.start_broker(unix_socket=True)
+        path = broker.unix_socket
+        self.assertIn(f"Opening unix listen socket on path {path}", broker.log())
+        # The TCP port in the config must not be what is used: point it at nothing.
+        config = self.proxy_config(free_port(), upstream={"unix_socket": path})
+        proxy = self.start_proxy(config)
+        start = len(broker.log())
+        self.assert_round_trip(proxy, broker, "unix")
+        # Both clients came in over the Unix socket, not over the TCP listener.
+        connections = broker.tcp_connections(start)
+        self.assertEqual(len(connections), 2, connections)
+        for line in connections:
+            self.assertIn(f"New connection from {path}:0 on port 0.", line)
+        self.assertEqual(proxy.metric("mqtls_upstream_connect_failures_total"), 0)
+
+    def test_upstream_host_name(self):
+        broker = self.start_broker()
+        config = self.proxy_config(broker.port, upstream={"host": "localhost"})
+        proxy = self.start_proxy(config)
+        self.assertIn(f"forwarding to localhost:{broker.port}", proxy.log())
+        self.assert_round_trip(proxy, broker, "localhost")
+
+    def test_upstream_host_name_that_does_not_resolve(self):
+        config = self.proxy_config(free_port(), upstream={"host": "no-such-host.invalid",
+                                                          "connect_timeout": "3s"})
+        proxy = self.start_proxy(config)
+        result = pub(proxy.port, "devices/device-001/x", "lost", version="mqttv5")
+        self.assertEqual(result.returncode, 0x88, result.stderr)
+        proxy.wait_access(close="broker_unavailable")
+
+    def test_upstream_connect_timeout(self):
+        port = unresponsive_listener(self)
+        config = self.proxy_config(port, upstream={"connect_timeout": "1s"})
+        proxy = self.start_proxy(config)
+        client = self.raw(proxy.port)
+        started = time.monotonic()
+        client.send(connect_packet(level=5, client_id="patient"))
+        ack = client.connack(5, timeout=15)
+        elapsed = time.monotonic() - started
+        self.assertEqual(ack["code"], 0x88)
+        self.assertGreaterEqual(elapsed, 0.8)
+        self.assertLess(elapsed, 4)
+        client.expect_closed()
+        self.assertEqual(proxy.metric("mqtls_upstream_connect_failures_total",
+                                      reason="timeout"), 1)
+        record = proxy.wait_access(close="broker_unavailable")
+        self.assertEqual(record["detail"], "broker connect timed out")
+        # mosquitto_pub sees the same.
+        started = time.monotonic()
+        result = pub(proxy.port, "devices/device-001/x", "lost")
+        self.assertEqual(result.returncode, 3, result.stderr)
+        self.assertLess(time.monotonic() - started, 5)
+
+
+if __name__ == "__main__":
+    unittest.main()
