@@ -66,7 +66,7 @@ export MQTLS_CERTS="$root/certs/out" MQTLS_UPSTREAM_PORT="$broker_port" MQTLS_PO
 "$root/build/proxy/mqtls" --check --config config/minimal.yaml
 "$root/build/proxy/mqtls" --config config/minimal.yaml 2>"$work/mqtls.log" &
 pids+=($!)
-for _ in $(seq 50); do port_free "$proxy_port" || break; sleep 0.1; done
+for _ in $(seq 100); do grep -q "mqtls ready" "$work/mqtls.log" && break; sleep 0.1; done
 
 certs="$root/certs/out"
 tls=(-h localhost -p "$proxy_port" --cafile "$certs/ca-bundle.pem")
