@@ -35,7 +35,7 @@ TEST(PeerIdentity, DeviceCertificateFields) {
   EXPECT_EQ(id.fingerprint_sha256.size(), 64u);
   EXPECT_EQ(id.fingerprint_sha256.find_first_not_of("0123456789abcdef"), std::string::npos);
   EXPECT_FALSE(id.serial_hex.empty());
-  EXPECT_LT(id.not_before, static_cast<std::int64_t>(std::time(nullptr)));
+  EXPECT_LE(id.not_before, static_cast<std::int64_t>(std::time(nullptr)));
   EXPECT_GT(id.not_after, static_cast<std::int64_t>(std::time(nullptr)));
 }
 
