@@ -144,8 +144,15 @@ void readIdentity(Context& ctx, const Field& field, IdentityPolicy& identity) {
                             {"replace", ClientIdPolicy::Replace},
                             {"prefix", ClientIdPolicy::Prefix}},
                            identity.client_id);
-  if (auto separator = readString(ctx, section.field("client_id_separator"))) {
-    identity.client_id_separator = *separator;
+  const Field separator_field = section.field("client_id_separator");
+  if (auto separator = readString(ctx, separator_field)) {
+    if (separator->empty()) {
+      ctx.diag.add(separator_field.mark, separator_field.path,
+                   "empty separator would let identities and client ids run together; use a "
+                   "character identities never contain, e.g. \"|\"");
+    } else {
+      identity.client_id_separator = *separator;
+    }
   }
   readUserProperties(ctx, section.field("user_properties"), identity.user_properties);
   readEnum<AnonymousPolicy>(

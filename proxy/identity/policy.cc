@@ -65,6 +65,13 @@ std::optional<Decision> applyClientIdPolicy(const config::IdentityPolicy& policy
       connect.client_id = identity;
       break;
     case config::ClientIdPolicy::Prefix:
+      // An identity holding the separator would make "a:b" + "c" and "a" + "b:c" collide.
+      if (identity.find(policy.client_id_separator) != std::string::npos) {
+        return refuse(mqtt::Refusal::IdentifierRejected,
+                      "certificate identity contains identity.client_id_separator; choose a "
+                      "separator that identities never contain",
+                      identity);
+      }
       connect.client_id =
           was_empty ? identity : identity + policy.client_id_separator + connect.client_id;
       break;

@@ -107,9 +107,7 @@ Connection::Connection(ConnectionHost& host, std::uint64_t id, std::string liste
         BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS));
   }
   if (!client_) {
-    if (ssl != nullptr) {
-      SSL_free(ssl);
-    }
+    // On failure libevent has already freed the SSL (BEV_OPT_CLOSE_ON_FREE); the fd is ours.
     evutil_closesocket(fd);
   }
   deadline_.reset(evtimer_new(host_.base(), &Connection::onDeadline, this));
@@ -127,8 +125,9 @@ void Connection::start() {
   bufferevent_openssl_set_allow_dirty_shutdown(client_.get(), 1);
   bufferevent_setcb(client_.get(), &Connection::onClientRead, &Connection::onClientWrite,
                     &Connection::onClientEvent, this);
-  // Before authentication, never buffer more than one maximal CONNECT.
-  bufferevent_setwatermark(client_.get(), EV_READ, 0, host_.config().limits.max_connect_size);
+  // No read high watermark on the TLS side: libevent would stop mid-record and leave decrypted
+  // bytes inside OpenSSL until the client sends more. Input before authentication is bounded by
+  // readFirstPacket instead (the frame limit, then reading stops once the CONNECT is complete).
   bufferevent_enable(client_.get(), EV_READ | EV_WRITE);
   armDeadline(host_.config().limits.handshake_timeout);
 }
@@ -168,6 +167,8 @@ void Connection::dispatch(Event event) {
         host_.metrics().upstreamFailed(event == Event::DeadlineExpired ? "timeout" : "error");
         upstream_.reset();
         refuse(mqtt::Refusal::ServerUnavailable, level_, "broker_unavailable", detail);
+      } else if (event == Event::ClientClosed && !client_failed_) {
+        client_finished_ = true;  // what it sent still goes to the broker once connected
       } else if (event == Event::ClientClosed) {
         close("client_closed_before_connack");
       } else if (event == Event::Shutdown) {
@@ -200,6 +201,18 @@ void Connection::dispatch(Event event) {
         flushedSide(client_.get());
       } else if (event == Event::UpstreamDrained && upstream_) {
         flushedSide(upstream_.get());
+      } else if (event == Event::ClientClosed || event == Event::UpstreamClosed ||
+                 event == Event::DeadlineExpired || event == Event::Shutdown) {
+        close(record_.close_reason, record_.detail);
+      }
+      break;
+    case State::Lingering:
+      if (event == Event::ClientReadable && client_) {
+        evbuffer* input = bufferevent_get_input(client_.get());
+        evbuffer_drain(input, evbuffer_get_length(input));
+      } else if (event == Event::UpstreamReadable && upstream_) {
+        evbuffer* input = bufferevent_get_input(upstream_.get());
+        evbuffer_drain(input, evbuffer_get_length(input));
       } else if (event == Event::ClientClosed || event == Event::UpstreamClosed ||
                  event == Event::DeadlineExpired || event == Event::Shutdown) {
         close(record_.close_reason, record_.detail);
@@ -343,10 +356,12 @@ void Connection::onUpstreamConnected() {
   event_del(deadline_.get());
   state_ = State::Streaming;
   const std::size_t limit = host_.config().limits.buffer_limit;
-  bufferevent_setwatermark(client_.get(), EV_READ, 0, limit);
   bufferevent_setwatermark(upstream_.get(), EV_READ, 0, limit);
   bufferevent_enable(client_.get(), EV_READ);
   forward(client_.get(), upstream_.get(), ops::Direction::ClientToBroker);
+  if (client_finished_) {
+    beginFlush(true, "client_closed", {});
+  }
 }
 
 // Sends the CONNACK the client's version understands (or nothing, where the protocol says to

@@ -1,10 +1,11 @@
 // Connection: one client, from accept to close, as an explicit state machine.
 //
 //   Handshaking --TLS done--> AwaitingConnect --CONNECT accepted--> Dialing --broker up--> Streaming
-//        |                          |  \--refused--> Refusing --CONNACK flushed--> Closed
+//        |                          |  \--refused--> Refusing --CONNACK flushed--> Lingering
 //        +--fail/timeout--> Closed  +--malformed/timeout--> (Refusing|Closed)
 //   Dialing --broker down/timeout--> Refusing (server unavailable)
-//   Streaming --either side closes--> Flushing --the other side drained--> Closed
+//   Streaming --either side closes--> Flushing --the other side drained--> Lingering --> Closed
+//   Refusing --CONNACK flushed--> Lingering --peer closed or 2 s--> Closed
 //
 // Every libevent callback becomes an Event passed to dispatch(), the one place that decides.
 // The broker is dialled only after the handshake verified the client and the CONNECT passed the
@@ -53,7 +54,9 @@ class Connection {
     Dialing,          // CONNECT accepted and rewritten; connecting to the broker
     Streaming,        // both sides open; bytes forwarded in both directions
     Refusing,         // a refusing CONNACK is being flushed to the client, then close
-    Flushing,         // one side closed; flushing what it sent to the other side, then close
+    Flushing,         // one side closed; flushing what it sent to the other side
+    Lingering,        // output flushed and write side shut; discarding input until the peer
+                      // closes (so unread bytes never turn the close into a data-losing RST)
     Closed,           // resources released; the host destroys the object
   };
 
@@ -87,6 +90,8 @@ class Connection {
  private:
   // How long a closing side may take to flush what is owed to it.
   static constexpr std::chrono::seconds kFlushTimeout{5};
+  // How long a closing connection waits for its peer to close after our last byte.
+  static constexpr std::chrono::seconds kLingerTimeout{2};
   // Broker-to-client bytes gathered per read event (four full TLS records).
   static constexpr std::size_t kCoalesceBytes = 64 * 1024;
 
@@ -103,6 +108,7 @@ class Connection {
   void resumeReading(bufferevent* reader, bufferevent* writer);
   void beginFlush(bool client_side_closed, const std::string& reason, const std::string& detail);
   void flushedSide(bufferevent* writer);
+  void startLinger(bufferevent* survivor);
   void armDeadline(std::chrono::milliseconds after);
   void close(const std::string& reason, const std::string& detail = {});
   void releaseClient();
@@ -131,6 +137,7 @@ class Connection {
   std::optional<std::string> assigned_client_id_;  // MQTT 5: add to the broker's CONNACK
   std::vector<std::uint8_t> pending_connect_;      // rewritten CONNECT awaiting the dial
   std::uint32_t client_max_packet_size_ = 0;
+  bool client_finished_ = false;  // the client closed cleanly while the broker was dialled
   bool client_failed_ = false;  // the client side reported an error (not a clean EOF)
   ops::AccessRecord record_;
 };

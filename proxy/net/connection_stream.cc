@@ -1,6 +1,7 @@
 // Connection, second half: moving bytes while streaming, flushing on close, and the libevent
 // callbacks that turn into dispatch() events.
 #include <event2/buffer.h>
+#include <sys/socket.h>
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -53,6 +54,10 @@ void Connection::forward(bufferevent* from, bufferevent* to, ops::Direction dire
 // has already sent (up to kCoalesceBytes) so it is forwarded in one piece. Stops at EAGAIN, EOF
 // or an error; the bufferevent sees EOF and errors itself on its next read.
 void Connection::readMoreFromBroker() {
+  if (evbuffer_get_length(bufferevent_get_output(client_.get())) >=
+      host_.config().limits.buffer_limit) {
+    return;  // the client is behind: do not read ahead of the pause
+  }
   evbuffer* input = bufferevent_get_input(upstream_.get());
   evutil_socket_t fd = bufferevent_getfd(upstream_.get());
   std::size_t buffered = evbuffer_get_length(input);
@@ -81,33 +86,50 @@ void Connection::resumeReading(bufferevent* reader, bufferevent* writer) {
 }
 
 // MQTT 5, client id filled in by the proxy: the broker's CONNACK must carry it as Assigned Client
-// Identifier. Returns true once the CONNACK has been passed on (streaming may continue), false
-// while it is incomplete or when the connection was closed.
+// Identifier. AUTH packets before it (enhanced authentication) pass untouched, and a CONNACK
+// that refuses or does not decode as MQTT 5 passes unchanged, so the client still gets the
+// broker's answer. Returns true once the CONNACK has been passed on (streaming may continue),
+// false while it is incomplete or when the connection was closed.
 bool Connection::rewriteBrokerConnack() {
   evbuffer* input = bufferevent_get_input(upstream_.get());
-  auto frame = peekBuffered(input, kMaxBrokerConnack);
-  if (frame.status == mqtt::FrameStatus::NeedMore) {
-    return false;
+  evbuffer* output = bufferevent_get_output(client_.get());
+  for (;;) {
+    auto frame = peekBuffered(input, kMaxBrokerConnack);
+    if (frame.status == mqtt::FrameStatus::NeedMore) {
+      return false;
+    }
+    const bool connack = frame.status == mqtt::FrameStatus::Frame &&
+                         frame.type == mqtt::PacketType::Connack;
+    const bool auth = frame.status == mqtt::FrameStatus::Frame &&
+                      frame.type == mqtt::PacketType::Auth;
+    if (!connack && !auth) {
+      close("broker_protocol_error", "broker's first packet is not a CONNACK");
+      return false;
+    }
+    record_.bytes_from_broker += frame.totalSize();
+    host_.metrics().bytesForwarded(ops::Direction::BrokerToClient, frame.totalSize());
+    std::vector<std::uint8_t> rewritten;
+    if (connack) {
+      auto* bytes = evbuffer_pullup(input, static_cast<ev_ssize_t>(frame.totalSize()));
+      auto decoded = mqtt::decodeConnack(mqtt::ProtocolLevel::V5, {bytes, frame.totalSize()});
+      if (decoded && decoded->reason_code < 0x80 &&
+          decoded->properties.find(mqtt::property::kAssignedClientIdentifier) == nullptr) {
+        decoded->properties.addString(mqtt::property::kAssignedClientIdentifier,
+                                      *assigned_client_id_);
+        rewritten = mqtt::encodeConnack(mqtt::ProtocolLevel::V5, *decoded);
+      }
+    }
+    if (rewritten.empty()) {
+      evbuffer_remove_buffer(input, output, frame.totalSize());  // unchanged
+    } else {
+      evbuffer_drain(input, frame.totalSize());
+      evbuffer_add(output, rewritten.data(), rewritten.size());
+    }
+    if (connack) {
+      assigned_client_id_.reset();
+      return true;
+    }
   }
-  std::optional<mqtt::ConnackPacket> connack;
-  if (frame.status == mqtt::FrameStatus::Frame && frame.type == mqtt::PacketType::Connack) {
-    auto* bytes = evbuffer_pullup(input, static_cast<ev_ssize_t>(frame.totalSize()));
-    connack = mqtt::decodeConnack(mqtt::ProtocolLevel::V5, {bytes, frame.totalSize()});
-  }
-  if (!connack) {
-    close("broker_protocol_error", "broker's first packet is not a valid CONNACK");
-    return false;
-  }
-  evbuffer_drain(input, frame.totalSize());
-  if (connack->reason_code < 0x80 &&
-      connack->properties.find(mqtt::property::kAssignedClientIdentifier) == nullptr) {
-    connack->properties.addString(mqtt::property::kAssignedClientIdentifier, *assigned_client_id_);
-  }
-  auto encoded = mqtt::encodeConnack(mqtt::ProtocolLevel::V5, *connack);
-  bufferevent_write(client_.get(), encoded.data(), encoded.size());
-  record_.bytes_from_broker += frame.totalSize();
-  assigned_client_id_.reset();
-  return true;
 }
 
 // One side closed. What it sent is already moved to the other side; flush that, then close.
@@ -126,7 +148,7 @@ void Connection::beginFlush(bool client_side_closed, const std::string& reason,
   record_.close_reason = reason;
   record_.detail = detail;
   if (evbuffer_get_length(bufferevent_get_output(survivor)) == 0) {
-    close(reason, detail);
+    startLinger(survivor);
     return;
   }
   state_ = State::Flushing;
@@ -137,8 +159,29 @@ void Connection::beginFlush(bool client_side_closed, const std::string& reason,
 
 void Connection::flushedSide(bufferevent* writer) {
   if (evbuffer_get_length(bufferevent_get_output(writer)) == 0) {
-    close(record_.close_reason, record_.detail);
+    startLinger(writer);
   }
+}
+
+// Everything owed to `survivor` has reached the kernel. Closing now with unread bytes in the
+// socket would send RST and could destroy that data in flight, so end the write side (TLS
+// close_notify first on the client), then discard what the peer still sends until it closes or
+// kLingerTimeout passes.
+void Connection::startLinger(bufferevent* survivor) {
+  if (survivor == client_.get()) {
+    SSL* ssl = bufferevent_openssl_get_ssl(client_.get());
+    if (ssl != nullptr && !client_failed_ && SSL_is_init_finished(ssl)) {
+      SSL_shutdown(ssl);
+      ERR_clear_error();
+    }
+  }
+  ::shutdown(bufferevent_getfd(survivor), SHUT_WR);
+  state_ = State::Lingering;
+  bufferevent_disable(survivor, EV_WRITE);
+  bufferevent_enable(survivor, EV_READ);
+  evbuffer* input = bufferevent_get_input(survivor);
+  evbuffer_drain(input, evbuffer_get_length(input));
+  armDeadline(kLingerTimeout);
 }
 
 // Releases both sides and the timer, counts and logs the connection. Idempotent.
@@ -190,7 +233,9 @@ void Connection::onClientEvent(bufferevent*, short what, void* self) {
   if ((what & BEV_EVENT_CONNECTED) != 0) {
     connection->dispatch(Event::HandshakeDone);
   } else if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) != 0) {
-    connection->client_failed_ = (what & BEV_EVENT_ERROR) != 0;
+    if (connection->state_ != State::Lingering) {  // a reset answering our close is normal
+      connection->client_failed_ = (what & BEV_EVENT_ERROR) != 0;
+    }
     connection->dispatch(Event::ClientClosed);
   }
 }

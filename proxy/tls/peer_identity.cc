@@ -15,7 +15,7 @@
 namespace mqtls::tls {
 namespace {
 
-// True if `text` is well-formed UTF-8 with no NUL or C0/DEL control characters.
+// True if `text` is well-formed UTF-8 with no NUL, C0, DEL or C1 control characters.
 bool isCleanUtf8(std::string_view text) {
   for (std::size_t i = 0; i < text.size();) {
     auto lead = static_cast<unsigned char>(text[i]);
@@ -24,6 +24,9 @@ bool isCleanUtf8(std::string_view text) {
       if (lead < 0x20 || lead == 0x7F) {
         return false;
       }
+    } else if (lead == 0xC2 && i + 1 < text.size() &&
+               static_cast<unsigned char>(text[i + 1]) < 0xA0) {
+      return false;  // U+0080..U+009F: C1 control characters
     } else if (lead >= 0xC2 && lead <= 0xDF) {
       extra = 1;
     } else if (lead >= 0xE0 && lead <= 0xEF) {

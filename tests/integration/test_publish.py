@@ -148,6 +148,43 @@ class PublishTest(IntegrationTest):
         delivered = harness.decode_publish(*received[harness.PUBLISH])
         self.assertEqual((delivered["topic"], delivered["payload"]), (topic, b"body"))
 
+    def test_idle_sender_after_large_publish_is_not_held_back(self):
+        # A 300 KiB QoS 1 PUBLISH (many TLS records) through a 1 KiB buffer limit, then silence:
+        # flow control pauses reading often, yet every byte must reach the broker without the
+        # client sending anything more (no bytes may stay parked inside the TLS layer).
+        config = self.proxy_config(self.broker.port, limits={"buffer_limit": "1KiB"})
+        small = self.start_proxy(config, name="mqtls-idle-sender")
+        topic = "devices/device-001/tail"
+        payload = bytes(range(256)) * 1200
+        client = self.raw(small.port)
+        client.send(harness.connect_packet(level=4, client_id="tail", keepalive=0))
+        self.assertEqual(client.connack(4)["code"], 0)
+        client.send(harness.subscribe_packet(1, topic))
+        self.assertEqual(client.read_packet()[0], harness.SUBACK)
+        client.send(harness.packet(harness.PUBLISH,
+                                   harness.mqtt_str(topic) + b"\x00\x09" + payload, flags=0x02))
+        received = {}
+        for _ in range(2):
+            ptype, flags, body = client.read_packet()
+            received[ptype] = (flags, body)
+        self.assertEqual(received[harness.PUBACK][1], b"\x00\x09")
+        self.assertEqual(harness.decode_publish(*received[harness.PUBLISH])["payload"], payload)
+
+    def test_fire_and_forget_client(self):
+        # CONNECT + PUBLISH + DISCONNECT in one write and an immediate clean close, before the
+        # broker was even dialled: the message is still delivered.
+        topic = "devices/device-001/fire-and-forget"
+        sub = harness.Sub(self.proxy.port, topic)
+        self.broker.wait_subscribed(sub.client_id)
+        client = self.raw(self.proxy.port)
+        publish = harness.packet(harness.PUBLISH, harness.mqtt_str(topic) + b"gone")
+        client.send(harness.connect_packet(level=4, client_id="fire")
+                    + publish + harness.packet(harness.DISCONNECT, b""))
+        client.close()
+        code, out = sub.wait()
+        self.assertEqual(code, 0)
+        self.assertIn(b"gone", out)
+
     def test_connect_sent_byte_by_byte(self):
         client = self.raw(self.proxy.port)
         for byte in harness.connect_packet(level=5, client_id="trickle", username="x"):

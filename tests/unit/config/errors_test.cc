@@ -264,6 +264,11 @@ TEST_F(ConfigTest, IdentityErrors) {
               "must be 1 to 255 bytes long");
 }
 
+TEST_F(ConfigTest, EmptyClientIdSeparator) {
+  expectOneError(load(std::string(kMinimal) + "identity:\n  client_id_separator: \"\"\n"),
+                 "8:24", "identity.client_id_separator", "empty separator");
+}
+
 TEST_F(ConfigTest, MetricsListenAddress) {
   expectOneError(load(std::string(kMinimal) + "metrics:\n  listen: ::1:9090\n"), "8:11",
                  "metrics.listen", "an IPv6 address needs brackets");

@@ -114,6 +114,21 @@ TEST(IdentityPolicy, ClientIdPolicies) {
   EXPECT_EQ(packet.client_id, "device-001/sensor");
 }
 
+TEST(IdentityPolicy, PrefixRefusesIdentityHoldingTheSeparator) {
+  config::IdentityPolicy policy;
+  policy.client_id = ClientIdPolicy::Prefix;
+  policy.username_from = {IdentitySource::SpiffeId};
+  auto peer = device();
+  auto packet = connect();
+  auto decision = applyIdentityPolicy(policy, &peer, packet);  // "spiffe://..." holds ':'
+  EXPECT_FALSE(decision.accepted);
+  EXPECT_EQ(decision.refusal, mqtt::Refusal::IdentifierRejected);
+  policy.client_id_separator = "|";
+  packet = connect();
+  ASSERT_TRUE(applyIdentityPolicy(policy, &peer, packet).accepted);
+  EXPECT_EQ(packet.client_id, "spiffe://mqtls.test/device/device-001|sensor");
+}
+
 TEST(IdentityPolicy, FilledEmptyClientIdIsAssignedInMqtt5Only) {
   config::IdentityPolicy policy;
   policy.client_id = ClientIdPolicy::Replace;
