@@ -18,25 +18,25 @@ enum class TlsVersion { Tls12, Tls13 };
 enum class CrlCheck { Leaf, Chain };  // check the leaf only, or every certificate of the chain
 
 struct TlsSettings {
-  std::string cert_file;          // server chain PEM (leaf first)
-  std::string key_file;           // server private key PEM
-  std::string client_ca_file;     // trusted CAs for client certificates (empty iff client_auth none)
+  std::string cert_file;       // server chain PEM (leaf first)
+  std::string key_file;        // server private key PEM
+  std::string client_ca_file;  // trusted CAs for client certificates (empty iff client_auth none)
   ClientAuth client_auth = ClientAuth::Required;
   int verify_depth = 4;
   std::vector<std::string> crl_files;
   CrlCheck crl_check = CrlCheck::Leaf;
   TlsVersion min_version = TlsVersion::Tls12;
   TlsVersion max_version = TlsVersion::Tls13;
-  std::string ciphers;            // TLS 1.2 cipher list (OpenSSL syntax)
-  std::string ciphersuites;       // TLS 1.3 ciphersuites
-  std::string groups;             // key-exchange groups, e.g. "X25519:P-256"
-  std::vector<std::string> alpn;  // empty: no ALPN negotiation
+  std::string ciphers;                      // TLS 1.2 cipher list (OpenSSL syntax)
+  std::string ciphersuites;                 // TLS 1.3 ciphersuites
+  std::string groups;                       // key-exchange groups, e.g. "X25519:P-256"
+  std::vector<std::string> alpn;            // empty: no ALPN negotiation
   std::size_t session_cache_size = 20'000;  // stateful resumption cache entries; 0 disables
   Duration session_timeout = std::chrono::minutes(5);
 };
 
 struct Listener {
-  std::string name;               // for logs and metrics
+  std::string name;                      // for logs and metrics
   std::string bind_address = "0.0.0.0";  // IPv4 or IPv6 literal
   std::uint16_t port = 8883;
   TlsSettings tls;
@@ -45,7 +45,7 @@ struct Listener {
 struct Upstream {
   std::string host = "127.0.0.1";  // name or address; ignored when unix_socket is set
   std::uint16_t port = 1883;
-  std::string unix_socket;         // non-empty: connect over this Unix socket path
+  std::string unix_socket;  // non-empty: connect over this Unix socket path
   Duration connect_timeout = std::chrono::seconds(5);
 };
 
@@ -88,8 +88,8 @@ struct Metrics {
 };
 
 struct Config {
-  std::string source_path;     // the file it was loaded from
-  int workers = 0;             // resolved: >= 1 ("auto" becomes the core count)
+  std::string source_path;  // the file it was loaded from
+  int workers = 0;          // resolved: >= 1 ("auto" becomes the core count)
   std::vector<Listener> listeners;
   Upstream upstream;
   Limits limits;

@@ -18,7 +18,6 @@
 namespace mqtls::net {
 namespace {
 
-
 std::string formatPeer(const sockaddr* addr) {
   char host[INET6_ADDRSTRLEN] = "?";
   std::uint16_t port = 0;
@@ -102,9 +101,8 @@ Connection::Connection(ConnectionHost& host, std::uint64_t id, std::string liste
   record_.peer = formatPeer(peer);
   SSL* ssl = tls_->newSsl().release();
   if (ssl != nullptr) {
-    client_.reset(bufferevent_openssl_socket_new(
-        host_.base(), fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-        BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS));
+    client_.reset(bufferevent_openssl_socket_new(host_.base(), fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                 BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS));
   }
   if (!client_) {
     // On failure libevent has already freed the SSL (BEV_OPT_CLOSE_ON_FREE); the fd is ours.
@@ -114,7 +112,9 @@ Connection::Connection(ConnectionHost& host, std::uint64_t id, std::string liste
   host_.metrics().activeConnections(1);
 }
 
-Connection::~Connection() { host_.metrics().activeConnections(-1); }
+Connection::~Connection() {
+  host_.metrics().activeConnections(-1);
+}
 
 void Connection::start() {
   if (!client_ || !deadline_) {
@@ -307,8 +307,8 @@ void Connection::readFirstPacket() {
     refuse(mqtt::Refusal::BadCredentials, level_, "bad_certificate_identity", peer_error_);
     return;
   }
-  auto decision = identity::applyIdentityPolicy(host_.config().identity,
-                                                peer_ ? &*peer_ : nullptr, connect);
+  auto decision =
+      identity::applyIdentityPolicy(host_.config().identity, peer_ ? &*peer_ : nullptr, connect);
   record_.identity = decision.identity;
   record_.client_id = connect.client_id;
   record_.mqtt_level = static_cast<int>(connect.level);

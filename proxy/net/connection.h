@@ -1,6 +1,7 @@
 // Connection: one client, from accept to close, as an explicit state machine.
 //
-//   Handshaking --TLS done--> AwaitingConnect --CONNECT accepted--> Dialing --broker up--> Streaming
+//   Handshaking --TLS done--> AwaitingConnect --CONNECT accepted--> Dialing --broker up-->
+//   Streaming
 //        |                          |  \--refused--> Refusing --CONNACK flushed--> Lingering
 //        +--fail/timeout--> Closed  +--malformed/timeout--> (Refusing|Closed)
 //   Dialing --broker down/timeout--> Refusing (server unavailable)
@@ -138,7 +139,7 @@ class Connection {
   std::vector<std::uint8_t> pending_connect_;      // rewritten CONNECT awaiting the dial
   std::uint32_t client_max_packet_size_ = 0;
   bool client_finished_ = false;  // the client closed cleanly while the broker was dialled
-  bool client_failed_ = false;  // the client side reported an error (not a clean EOF)
+  bool client_failed_ = false;    // the client side reported an error (not a clean EOF)
   ops::AccessRecord record_;
 };
 

@@ -1,11 +1,11 @@
 // Connection, second half: moving bytes while streaming, flushing on close, and the libevent
 // callbacks that turn into dispatch() events.
 #include <event2/buffer.h>
-#include <sys/socket.h>
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <span>
 
@@ -34,8 +34,8 @@ void Connection::forward(bufferevent* from, bufferevent* to, ops::Direction dire
   if (direction == ops::Direction::BrokerToClient) {
     // bufferevent_openssl writes one TLS record per buffer chunk: make the chunk large, so the
     // client gets full-size records rather than one record (and one syscall) per 4 KiB read.
-    evbuffer_pullup(output, static_cast<ev_ssize_t>(
-                                std::min(evbuffer_get_length(output), kCoalesceBytes)));
+    evbuffer_pullup(output,
+                    static_cast<ev_ssize_t>(std::min(evbuffer_get_length(output), kCoalesceBytes)));
   }
   host_.metrics().bytesForwarded(direction, moved);
   if (direction == ops::Direction::ClientToBroker) {
@@ -98,10 +98,10 @@ bool Connection::rewriteBrokerConnack() {
     if (frame.status == mqtt::FrameStatus::NeedMore) {
       return false;
     }
-    const bool connack = frame.status == mqtt::FrameStatus::Frame &&
-                         frame.type == mqtt::PacketType::Connack;
-    const bool auth = frame.status == mqtt::FrameStatus::Frame &&
-                      frame.type == mqtt::PacketType::Auth;
+    const bool connack =
+        frame.status == mqtt::FrameStatus::Frame && frame.type == mqtt::PacketType::Connack;
+    const bool auth =
+        frame.status == mqtt::FrameStatus::Frame && frame.type == mqtt::PacketType::Auth;
     if (!connack && !auth) {
       close("broker_protocol_error", "broker's first packet is not a CONNACK");
       return false;
@@ -197,9 +197,9 @@ void Connection::close(const std::string& reason, const std::string& detail) {
   }
   record_.close_reason = reason;
   record_.detail = detail;
-  record_.duration_ms = std::chrono::duration<double, std::milli>(
-                            std::chrono::steady_clock::now() - accepted_at_)
-                            .count();
+  record_.duration_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - accepted_at_)
+          .count();
   host_.metrics().connectionClosed(reason);
   ops::logAccess(record_);
 }

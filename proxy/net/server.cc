@@ -16,8 +16,8 @@ Result<std::vector<tls::TlsContextPtr>> buildListenerContexts(const config::Conf
     const auto& listener = config.listeners[i];
     auto context = tls::TlsContext::create(listener.tls);
     if (!context) {
-      std::string prefix = config.source_path + ": listeners[" + std::to_string(i) + "] (" +
-                           listener.name + ").";
+      std::string prefix =
+          config.source_path + ": listeners[" + std::to_string(i) + "] (" + listener.name + ").";
       std::string message = context.error().message;
       std::size_t start = 0;
       while (start <= message.size()) {
@@ -55,8 +55,8 @@ Result<std::unique_ptr<Server>> Server::create(const config::Config& config,
     server->listeners_.push_back({&config.listeners[i], server->stores_.back().get()});
   }
   for (int i = 0; i < config.workers; ++i) {
-    auto worker = Worker::create(i, config, server->listeners_, metrics, server->gate_,
-                                 server->ids_);
+    auto worker =
+        Worker::create(i, config, server->listeners_, metrics, server->gate_, server->ids_);
     if (!worker) {
       return worker.error();
     }

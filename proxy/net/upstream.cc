@@ -15,8 +15,8 @@ namespace mqtls::net {
 
 BufferEventPtr dialUpstream(event_base* base, evdns_base* dns, const config::Upstream& upstream,
                             std::string& error) {
-  BufferEventPtr bev(bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE |
-                                                          BEV_OPT_DEFER_CALLBACKS));
+  BufferEventPtr bev(
+      bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS));
   if (!bev) {
     error = "cannot allocate upstream connection";
     return nullptr;

@@ -38,8 +38,8 @@ Result<evutil_socket_t> bindSocket(const config::Listener& listener) {
     v6->sin6_port = htons(listener.port);
     len = sizeof *v6;
   } else {
-    return Error{"listener '" + listener.name + "': bad bind address '" +
-                 listener.bind_address + "'"};
+    return Error{"listener '" + listener.name + "': bad bind address '" + listener.bind_address +
+                 "'"};
   }
   evutil_socket_t fd = socket(storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
@@ -59,8 +59,8 @@ Result<evutil_socket_t> bindSocket(const config::Listener& listener) {
 
 }  // namespace
 
-Worker::Worker(int index, const config::Config& config, ops::Metrics& metrics,
-               ConnectionGate& gate, std::atomic<std::uint64_t>& ids)
+Worker::Worker(int index, const config::Config& config, ops::Metrics& metrics, ConnectionGate& gate,
+               std::atomic<std::uint64_t>& ids)
     : index_(index), config_(config), metrics_(metrics), gate_(gate), ids_(ids) {}
 
 Result<std::unique_ptr<Worker>> Worker::create(int index, const config::Config& config,
@@ -71,7 +71,7 @@ Result<std::unique_ptr<Worker>> Worker::create(int index, const config::Config& 
   // The changelist folds the add/delete of a write event within one loop pass into one
   // epoll_ctl (or none), which matters when every forwarded packet toggles write interest.
   std::unique_ptr<event_config, void (*)(event_config*)> event_cfg(event_config_new(),
-                                                                     &event_config_free);
+                                                                   &event_config_free);
   event_config_set_flag(event_cfg.get(), EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
   worker->base_.reset(event_base_new_with_config(event_cfg.get()));
   if (!worker->base_) {
@@ -142,9 +142,13 @@ void Worker::run() {
   spdlog::debug("worker {} stopped", index_);
 }
 
-void Worker::requestDrain() { event_active(drain_request_.get(), 0, 0); }
+void Worker::requestDrain() {
+  event_active(drain_request_.get(), 0, 0);
+}
 
-void Worker::requestStop() { event_active(stop_request_.get(), 0, 0); }
+void Worker::requestStop() {
+  event_active(stop_request_.get(), 0, 0);
+}
 
 void Worker::acceptCallback(evconnlistener*, evutil_socket_t fd, sockaddr* addr, int len,
                             void* arg) {

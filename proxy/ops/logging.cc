@@ -19,8 +19,9 @@ class JsonFormatter final : public spdlog::formatter {
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
     std::string payload(msg.payload.data(), msg.payload.size());
     auto seconds = std::chrono::system_clock::to_time_t(msg.time);
-    auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      msg.time.time_since_epoch()).count() % 1000;
+    auto millis =
+        std::chrono::duration_cast<std::chrono::milliseconds>(msg.time.time_since_epoch()).count() %
+        1000;
     std::tm utc{};
     gmtime_r(&seconds, &utc);
     char stamp[40];
@@ -45,8 +46,7 @@ class JsonFormatter final : public spdlog::formatter {
 
 void appendField(std::string& out, const char* key, const std::string& value) {
   if (g_json) {
-    out += std::string(out.size() > 1 ? "," : "") + "\"" + key + "\":\"" + jsonEscape(value) +
-           "\"";
+    out += std::string(out.size() > 1 ? "," : "") + "\"" + key + "\":\"" + jsonEscape(value) + "\"";
   } else {
     // key=value, quoted when the value holds spaces or quotes, "-" when empty.
     std::string shown = value.empty() ? "-" : jsonEscape(value);
@@ -81,11 +81,21 @@ std::string jsonEscape(const std::string& text) {
       continue;
     }
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20 || c == 0x7F) {
           char buf[8];
@@ -105,8 +115,8 @@ void setupLogging(const config::Logging& logging) {
   if (g_json) {
     logger->set_formatter(std::make_unique<JsonFormatter>());
   } else {
-    logger->set_formatter(std::make_unique<spdlog::pattern_formatter>(
-        kTextPattern, spdlog::pattern_time_type::utc));
+    logger->set_formatter(
+        std::make_unique<spdlog::pattern_formatter>(kTextPattern, spdlog::pattern_time_type::utc));
   }
   logger->set_level(spdlog::level::from_str(logging.level));
   logger->flush_on(spdlog::level::trace);

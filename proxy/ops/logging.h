@@ -17,11 +17,11 @@ void setupLogging(const config::Logging& logging);
 struct AccessRecord {
   std::uint64_t id = 0;
   std::string listener;
-  std::string peer;          // "ip:port"
-  std::string identity;      // certificate identity used, empty if none
-  std::string client_id;     // as forwarded to the broker
-  int mqtt_level = 0;        // 3, 4, 5; 0 if no CONNECT was decoded
-  std::string tls_version;   // empty if the handshake did not finish
+  std::string peer;         // "ip:port"
+  std::string identity;     // certificate identity used, empty if none
+  std::string client_id;    // as forwarded to the broker
+  int mqtt_level = 0;       // 3, 4, 5; 0 if no CONNECT was decoded
+  std::string tls_version;  // empty if the handshake did not finish
   std::string cipher;
   bool resumed = false;
   double duration_ms = 0;

@@ -5,12 +5,14 @@
 namespace mqtls::ops {
 namespace {
 
-prometheus::Family<prometheus::Counter>& counter(prometheus::Registry& registry,
-                                                 const char* name, const char* help) {
+prometheus::Family<prometheus::Counter>& counter(prometheus::Registry& registry, const char* name,
+                                                 const char* help) {
   return prometheus::BuildCounter().Name(name).Help(help).Register(registry);
 }
 
-std::string label(std::string_view value) { return std::string(value); }
+std::string label(std::string_view value) {
+  return std::string(value);
+}
 
 }  // namespace
 
@@ -58,7 +60,9 @@ namespace {
 prometheus::Exposer* volatile g_exposer_at_exit = nullptr;
 }  // namespace
 
-void Metrics::detachExposerAtExit() { g_exposer_at_exit = exposer_.release(); }
+void Metrics::detachExposerAtExit() {
+  g_exposer_at_exit = exposer_.release();
+}
 
 void Metrics::connectionAccepted(std::string_view listener) {
   accepted_.Add({{"listener", label(listener)}}).Increment();
@@ -81,7 +85,9 @@ void Metrics::connectRefused(std::string_view reason) {
   connect_refused_.Add({{"reason", label(reason)}}).Increment();
 }
 
-void Metrics::connectForwarded() { connect_forwarded_.Increment(); }
+void Metrics::connectForwarded() {
+  connect_forwarded_.Increment();
+}
 
 void Metrics::upstreamFailed(std::string_view reason) {
   upstream_failures_.Add({{"reason", label(reason)}}).Increment();
@@ -96,6 +102,8 @@ void Metrics::bytesForwarded(Direction direction, std::size_t bytes) {
       .Increment(static_cast<double>(bytes));
 }
 
-void Metrics::activeConnections(int delta) { active_.Increment(delta); }
+void Metrics::activeConnections(int delta) {
+  active_.Increment(delta);
+}
 
 }  // namespace mqtls::ops

@@ -116,8 +116,7 @@ void installClientVerification(SSL_CTX* ctx, const config::TlsSettings& settings
   SSL_CTX_set_verify_depth(ctx, settings.verify_depth);
 }
 
-void installProtocolPolicy(SSL_CTX* ctx, const config::TlsSettings& settings,
-                           Problems& problems) {
+void installProtocolPolicy(SSL_CTX* ctx, const config::TlsSettings& settings, Problems& problems) {
   SSL_CTX_set_min_proto_version(ctx, protocolVersion(settings.min_version));
   SSL_CTX_set_max_proto_version(ctx, protocolVersion(settings.max_version));
   // A client that closes TCP without close_notify ends its session normally (MQTT is framed,
@@ -131,8 +130,8 @@ void installProtocolPolicy(SSL_CTX* ctx, const config::TlsSettings& settings,
   }
   if (!settings.ciphersuites.empty() &&
       SSL_CTX_set_ciphersuites(ctx, settings.ciphersuites.c_str()) != 1) {
-    problems.addSsl("tls.ciphersuites", "invalid TLS 1.3 ciphersuites '" +
-                                            settings.ciphersuites + "'");
+    problems.addSsl("tls.ciphersuites",
+                    "invalid TLS 1.3 ciphersuites '" + settings.ciphersuites + "'");
   }
   if (!settings.groups.empty() && SSL_CTX_set1_groups_list(ctx, settings.groups.c_str()) != 1) {
     problems.addSsl("tls.groups", "invalid key-exchange groups '" + settings.groups + "'");
@@ -207,7 +206,9 @@ int TlsContext::selectAlpn(SSL*, const unsigned char** out, unsigned char* outle
   return SSL_TLSEXT_ERR_OK;
 }
 
-SslPtr TlsContext::newSsl() const { return SslPtr(SSL_new(ctx_.get())); }
+SslPtr TlsContext::newSsl() const {
+  return SslPtr(SSL_new(ctx_.get()));
+}
 
 SessionFacts describeSession(SSL* ssl) {
   SessionFacts facts;

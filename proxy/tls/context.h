@@ -49,7 +49,7 @@ struct SessionFacts {
   std::string version;  // "TLSv1.3"
   std::string cipher;   // "TLS_AES_128_GCM_SHA256"
   bool resumed = false;
-  std::string alpn;     // negotiated protocol or empty
+  std::string alpn;  // negotiated protocol or empty
 };
 SessionFacts describeSession(SSL* ssl);
 

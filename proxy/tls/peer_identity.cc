@@ -96,8 +96,8 @@ std::string ipToText(const ASN1_OCTET_STRING* ip) {
 
 void readSubjectAltNames(X509* leaf, PeerIdentity& identity, bool& clean) {
   using NamesPtr = std::unique_ptr<GENERAL_NAMES, OpenSslDeleter<GENERAL_NAMES_free>>;
-  NamesPtr names(static_cast<GENERAL_NAMES*>(
-      X509_get_ext_d2i(leaf, NID_subject_alt_name, nullptr, nullptr)));
+  NamesPtr names(
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(leaf, NID_subject_alt_name, nullptr, nullptr)));
   if (!names) {
     return;
   }

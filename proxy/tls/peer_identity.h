@@ -14,17 +14,17 @@
 namespace mqtls::tls {
 
 struct PeerIdentity {
-  std::string common_name;          // last CN of the subject (most specific), empty if none
-  std::string subject_dn;           // RFC 2253
-  std::string issuer_dn;            // RFC 2253
-  std::string serial_hex;           // upper-case hex, no separators
+  std::string common_name;  // last CN of the subject (most specific), empty if none
+  std::string subject_dn;   // RFC 2253
+  std::string issuer_dn;    // RFC 2253
+  std::string serial_hex;   // upper-case hex, no separators
   std::vector<std::string> san_dns;
   std::vector<std::string> san_uri;
   std::vector<std::string> san_email;
-  std::vector<std::string> san_ip;  // textual IPv4 / IPv6
+  std::vector<std::string> san_ip;       // textual IPv4 / IPv6
   std::optional<std::string> spiffe_id;  // first san_uri starting with "spiffe://"
-  std::string fingerprint_sha256;   // lower-case hex of the DER's SHA-256
-  std::int64_t not_before = 0;      // Unix seconds
+  std::string fingerprint_sha256;        // lower-case hex of the DER's SHA-256
+  std::int64_t not_before = 0;           // Unix seconds
   std::int64_t not_after = 0;
 };
 

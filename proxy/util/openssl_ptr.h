@@ -28,7 +28,9 @@ using SslCtxPtr = std::unique_ptr<SSL_CTX, OpenSslDeleter<SSL_CTX_free>>;
 using SslPtr = std::unique_ptr<SSL, OpenSslDeleter<SSL_free>>;
 
 // Stack of X509 that frees its elements too.
-inline void freeX509Stack(STACK_OF(X509) * stack) { sk_X509_pop_free(stack, X509_free); }
+inline void freeX509Stack(STACK_OF(X509) * stack) {
+  sk_X509_pop_free(stack, X509_free);
+}
 using X509StackPtr = std::unique_ptr<STACK_OF(X509), OpenSslDeleter<freeX509Stack>>;
 
 // The oldest queued OpenSSL error as text (and clears the queue), or `fallback` if none.

@@ -69,7 +69,8 @@ Result<std::vector<X509Ptr>> readCertificates(const std::string& path) {
     return Error{"file '" + path + "' holds a malformed certificate: " + takeOpenSslError()};
   }
   if (certs.empty()) {
-    return Error{"file '" + path + "' holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)"};
+    return Error{"file '" + path +
+                 "' holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)"};
   }
   return certs;
 }

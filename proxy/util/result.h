@@ -16,8 +16,8 @@ struct Error {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : state_(std::move(value)) {}              // NOLINT: implicit by design
-  Result(Error error) : state_(std::move(error)) {}          // NOLINT: implicit by design
+  Result(T value) : state_(std::move(value)) {}      // NOLINT: implicit by design
+  Result(Error error) : state_(std::move(error)) {}  // NOLINT: implicit by design
   static Result failure(std::string message) { return Result(Error{std::move(message)}); }
 
   bool ok() const { return std::holds_alternative<T>(state_); }

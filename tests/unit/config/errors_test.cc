@@ -265,8 +265,8 @@ TEST_F(ConfigTest, IdentityErrors) {
 }
 
 TEST_F(ConfigTest, EmptyClientIdSeparator) {
-  expectOneError(load(std::string(kMinimal) + "identity:\n  client_id_separator: \"\"\n"),
-                 "8:24", "identity.client_id_separator", "empty separator");
+  expectOneError(load(std::string(kMinimal) + "identity:\n  client_id_separator: \"\"\n"), "8:24",
+                 "identity.client_id_separator", "empty separator");
 }
 
 TEST_F(ConfigTest, MetricsListenAddress) {

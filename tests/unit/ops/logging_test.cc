@@ -14,7 +14,10 @@ TEST(JsonEscape, QuotesBackslashesAndControls) {
 }
 
 TEST(JsonEscape, UnicodeLineSeparators) {
-  EXPECT_EQ(jsonEscape("a\xE2\x80\xA8" "b\xE2\x80\xA9" "c"), "a\\u2028b\\u2029c");
+  EXPECT_EQ(jsonEscape("a\xE2\x80\xA8"
+                       "b\xE2\x80\xA9"
+                       "c"),
+            "a\\u2028b\\u2029c");
   EXPECT_EQ(jsonEscape("caf\xC3\xA9"), "caf\xC3\xA9");  // other UTF-8 passes unchanged
   EXPECT_EQ(jsonEscape("\xE2\x80"), "\xE2\x80");        // truncated sequence: no overread
 }

@@ -10,7 +10,9 @@
 namespace mqtls::tls {
 namespace {
 
-std::string certPath(const std::string& name) { return std::string(MQTLS_CERTS_DIR) + "/" + name; }
+std::string certPath(const std::string& name) {
+  return std::string(MQTLS_CERTS_DIR) + "/" + name;
+}
 
 config::TlsSettings goodSettings() {
   config::TlsSettings s;

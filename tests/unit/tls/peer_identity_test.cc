@@ -9,7 +9,9 @@
 namespace mqtls::tls {
 namespace {
 
-std::string certPath(const std::string& name) { return std::string(MQTLS_CERTS_DIR) + "/" + name; }
+std::string certPath(const std::string& name) {
+  return std::string(MQTLS_CERTS_DIR) + "/" + name;
+}
 
 PeerIdentity identityOf(const std::string& file) {
   auto certs = pem::readCertificates(certPath(file));
