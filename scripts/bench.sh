@@ -101,7 +101,7 @@ else
 fi
 
 say "build"
-cmake -S "$root" -B "$build" >"$work/cmake.log" 2>&1 ||
+cmake -S "$root" -B "$build" -DMQTLS_TESTS=ON >"$work/cmake.log" 2>&1 ||
   { tail -n 30 "$work/cmake.log" >&2; exit 1; }
 cmake --build "$build" --target mqtls mqtls_bench >"$work/build.log" 2>&1 ||
   { tail -n 30 "$work/build.log" >&2; exit 1; }

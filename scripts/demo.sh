@@ -27,7 +27,7 @@ say "setup (Debian packages)"
 bash scripts/setup.sh
 
 say "build"
-cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMQTLS_TESTS=OFF >/dev/null
+cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMQTLS_TESTS=ON >/dev/null
 cmake --build "$root/build" --parallel "$(nproc)" --target mqtls | tail -n 1
 
 say "dev PKI (certs/gen.sh)"
