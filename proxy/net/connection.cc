@@ -80,15 +80,6 @@ mqtt::FrameResult Connection::peekBuffered(evbuffer* input, std::size_t limit) {
   return frame;
 }
 
-namespace {
-
-std::string refusalLabel(mqtt::Refusal refusal) {
-  std::string name(mqtt::refusalName(refusal));
-  return name;
-}
-
-}  // namespace
-
 Connection::Connection(ConnectionHost& host, std::uint64_t id, std::string listener_name,
                        tls::TlsContextPtr tls, int fd, const sockaddr* peer, int peer_len)
     : host_(host),
@@ -313,7 +304,8 @@ void Connection::readFirstPacket() {
   record_.client_id = connect.client_id;
   record_.mqtt_level = static_cast<int>(connect.level);
   if (!decision.accepted) {
-    refuse(decision.refusal, level_, "refused_" + refusalLabel(decision.refusal), decision.reason);
+    refuse(decision.refusal, level_, "refused_" + std::string(mqtt::refusalName(decision.refusal)),
+           decision.reason);
     return;
   }
   auto rewritten = mqtt::encodeConnect(connect);

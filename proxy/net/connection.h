@@ -113,6 +113,7 @@ class Connection {
   void armDeadline(std::chrono::milliseconds after);
   void close(const std::string& reason, const std::string& detail = {});
   void releaseClient();
+  SSL* sendCloseNotify();
   void readMoreFromBroker();
 
   static void onClientRead(bufferevent* bev, void* self);

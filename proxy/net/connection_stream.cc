@@ -169,11 +169,7 @@ void Connection::flushedSide(bufferevent* writer) {
 // kLingerTimeout passes.
 void Connection::startLinger(bufferevent* survivor) {
   if (survivor == client_.get()) {
-    SSL* ssl = bufferevent_openssl_get_ssl(client_.get());
-    if (ssl != nullptr && !client_failed_ && SSL_is_init_finished(ssl)) {
-      SSL_shutdown(ssl);
-      ERR_clear_error();
-    }
+    sendCloseNotify();
   }
   ::shutdown(bufferevent_getfd(survivor), SHUT_WR);
   state_ = State::Lingering;
@@ -211,13 +207,24 @@ void Connection::releaseClient() {
   if (!client_) {
     return;
   }
-  SSL* ssl = bufferevent_openssl_get_ssl(client_.get());
-  if (ssl != nullptr && !client_failed_ && SSL_is_init_finished(ssl)) {
-    SSL_shutdown(ssl);
+  if (SSL* ssl = sendCloseNotify()) {
     SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
   }
-  ERR_clear_error();
   client_.reset();
+}
+
+// Sends close_notify once, on a client TLS session that finished its handshake without error.
+// Returns that session, or nullptr when it is not clean (and must not be resumed).
+SSL* Connection::sendCloseNotify() {
+  SSL* ssl = bufferevent_openssl_get_ssl(client_.get());
+  if (ssl == nullptr || client_failed_ || !SSL_is_init_finished(ssl)) {
+    return nullptr;
+  }
+  if ((SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN) == 0) {
+    SSL_shutdown(ssl);
+    ERR_clear_error();
+  }
+  return ssl;
 }
 
 void Connection::onClientRead(bufferevent*, void* self) {
