@@ -18,6 +18,7 @@ import functools
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -53,11 +54,37 @@ def cert(name: str) -> str:
 CA_BUNDLE = cert("ca-bundle.pem")
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port that is bindable now, picked at random BELOW the kernel's ephemeral range: a port
+    from bind(0) comes from that range, where the outgoing connections of every other test
+    (mqtls dialling its broker, clients) may take it before the server binds it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    low = 10000
+    high = max(low + 1000, _ephemeral_range()[0] - 1)
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(low, high)
+        if port in _handed_out:
+            continue
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port found below the ephemeral range")
 
 
 def ipv6_loopback_available() -> bool:
