@@ -8,10 +8,10 @@
 #include <cstring>
 #include <string>
 
-#include "config/loader.h"
 #include "net/server.h"
 #include "ops/logging.h"
 #include "ops/metrics.h"
+#include "startup_check.h"
 #include "util/version.h"
 
 namespace {
@@ -63,10 +63,16 @@ int main(int argc, char** argv) {
   if (int code = parseArguments(argc, argv, options); code >= 0) {
     return code;
   }
-  auto loaded = mqtls::config::loadConfigFile(options.config_path);
+  // The same complete check (YAML and TLS material) for --check and for a start.
+  const mqtls::startup::CheckedConfig checked =
+      mqtls::startup::checkConfigFile(options.config_path);
+  const mqtls::config::LoadResult& loaded = checked.loaded;
   if (!loaded.ok()) {
-    for (const auto& error : loaded.errors) {
-      std::fprintf(stderr, "%s\n", error.c_str());
+    for (const auto& line : loaded.errors) {
+      std::fprintf(stderr, "%s\n", line.c_str());
+    }
+    for (const auto& line : loaded.warnings) {
+      std::fprintf(stderr, "%s\n", line.c_str());
     }
     std::fprintf(stderr, "mqtls: %zu configuration error(s) in %s\n", loaded.errors.size(),
                  options.config_path.c_str());
@@ -74,19 +80,20 @@ int main(int argc, char** argv) {
   }
   const mqtls::config::Config& config = *loaded.config;
   if (options.check) {
-    auto contexts = mqtls::net::buildListenerContexts(config);
-    if (!contexts) {
-      std::fprintf(stderr, "%s\n", contexts.error().message.c_str());
-      return 2;
+    for (const auto& line : loaded.warnings) {
+      std::fprintf(stderr, "%s\n", line.c_str());
     }
-    std::printf("%s: configuration ok (%zu listener(s))\n", options.config_path.c_str(),
-                config.listeners.size());
+    std::printf("%s: configuration ok (%zu listener(s))%s\n", options.config_path.c_str(),
+                config.listeners.size(), loaded.warnings.empty() ? "" : " with the warnings above");
     return 0;
   }
   evthread_use_pthreads();
   mqtls::ops::setupLogging(config.log);
   spdlog::info("mqtls {} starting with {} ({})", mqtls::kVersion, options.config_path,
                OpenSSL_version(OPENSSL_VERSION));
+  for (const auto& line : loaded.warnings) {
+    spdlog::warn("{}", line);
+  }
   mqtls::ops::Metrics metrics;
   if (!config.metrics.listen.empty()) {
     if (auto exposed = metrics.expose(config.metrics.listen); !exposed) {

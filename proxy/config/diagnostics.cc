@@ -21,11 +21,16 @@ void Diagnostics::add(const YAML::Mark& mark, std::string_view path, std::string
   entries_.push_back(Entry{line, column, std::move(text)});
 }
 
-std::vector<std::string> Diagnostics::sorted() const {
+std::vector<Diagnostics::Entry> Diagnostics::sortedEntries() const {
   std::vector<Entry> ordered = entries_;
   std::stable_sort(ordered.begin(), ordered.end(), [](const Entry& a, const Entry& b) {
     return a.line != b.line ? a.line < b.line : a.column < b.column;
   });
+  return ordered;
+}
+
+std::vector<std::string> Diagnostics::sorted() const {
+  std::vector<Entry> ordered = sortedEntries();
   std::vector<std::string> out;
   out.reserve(ordered.size());
   for (auto& entry : ordered) {

@@ -21,15 +21,19 @@ class Diagnostics {
 
   bool empty() const { return entries_.empty(); }
 
-  // The messages ordered by position (unpositioned first); equal positions keep insertion order.
-  std::vector<std::string> sorted() const;
-
- private:
+  // One recorded problem: 0-based position (-1 when unknown) and its full text.
   struct Entry {
     int line;
     int column;
     std::string text;
   };
+
+  // The messages ordered by position (unpositioned first); equal positions keep insertion order.
+  std::vector<std::string> sorted() const;
+  // The same order, with positions.
+  std::vector<Entry> sortedEntries() const;
+
+ private:
   std::string source_;
   std::vector<Entry> entries_;
 };

@@ -129,12 +129,13 @@ void readUserProperties(Context& ctx, const Field& field,
 void readIdentity(Context& ctx, const Field& field, IdentityPolicy& identity) {
   Section section(ctx, field,
                   {"username_from", "username", "password", "client_id", "client_id_separator",
-                   "user_properties", "anonymous"});
+                   "user_properties", "publish_properties", "anonymous"});
   readUsernameFrom(ctx, section.field("username_from"), identity.username_from);
-  readEnum<UsernamePolicy>(
-      ctx, section.field("username"),
-      {{"replace", UsernamePolicy::Replace}, {"if_empty", UsernamePolicy::IfEmpty}},
-      identity.username);
+  readEnum<UsernamePolicy>(ctx, section.field("username"),
+                           {{"replace", UsernamePolicy::Replace},
+                            {"if_empty", UsernamePolicy::IfEmpty},
+                            {"require_match", UsernamePolicy::RequireMatch}},
+                           identity.username);
   readEnum<PasswordPolicy>(ctx, section.field("password"),
                            {{"keep", PasswordPolicy::Keep}, {"strip", PasswordPolicy::Strip}},
                            identity.password);
@@ -155,6 +156,7 @@ void readIdentity(Context& ctx, const Field& field, IdentityPolicy& identity) {
     }
   }
   readUserProperties(ctx, section.field("user_properties"), identity.user_properties);
+  readUserProperties(ctx, section.field("publish_properties"), identity.publish_properties);
   readEnum<AnonymousPolicy>(
       ctx, section.field("anonymous"),
       {{"passthrough", AnonymousPolicy::Passthrough}, {"refuse", AnonymousPolicy::Refuse}},

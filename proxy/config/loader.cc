@@ -3,6 +3,7 @@
 // the Config or every error found, sorted by position.
 #include "config/loader.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -62,44 +63,86 @@ fs::path absoluteDir(const fs::path& dir) {
   return ec ? dir : absolute;
 }
 
+// A result holding one unpositioned error about the file itself.
+LoadResult fileError(const std::string& path, const std::string& message) {
+  LoadResult result;
+  result.source_name = path;
+  result.addError(SettingPosition{}, message);
+  return result;
+}
+
 }  // namespace
 
 LoadResult loadConfigFile(const std::string& path) {
   std::error_code ec;
   if (fs::is_directory(path, ec)) {
-    return LoadResult{std::nullopt,
-                      {path + ": is a directory, not a configuration file; give the YAML file"}};
+    return fileError(path, "is a directory, not a configuration file; give the YAML file");
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return LoadResult{std::nullopt,
-                      {path + ": cannot open the configuration file (" + std::strerror(errno) +
-                       "); check the path and its permissions"}};
+    return fileError(path, std::string("cannot open the configuration file (") +
+                               std::strerror(errno) + "); check the path and its permissions");
   }
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) {
-    return LoadResult{std::nullopt,
-                      {path + ": cannot read the configuration file; check the file"}};
+    return fileError(path, "cannot read the configuration file; check the file");
   }
   return loadConfigText(text.str(), path, fs::path(path).parent_path().string());
 }
 
 LoadResult loadConfigText(const std::string& text, const std::string& source_name,
                           const std::string& base_dir) {
-  Context ctx{Diagnostics(source_name), absoluteDir(base_dir)};
+  Context ctx{Diagnostics(source_name), absoluteDir(base_dir), {}};
   std::optional<Config> config = parseAndRead(ctx, text);
   LoadResult result;
-  if (!ctx.diag.empty() || !config) {
-    result.errors = ctx.diag.sorted();
-    if (result.errors.empty()) {
-      result.errors.push_back(source_name + ": the configuration could not be loaded");
-    }
-    return result;
+  result.source_name = source_name;
+  result.positions = std::move(ctx.positions);
+  if (config) {
+    config->source_path = source_name;
+    result.read = *config;
   }
-  config->source_path = source_name;
-  result.config = std::move(config);
+  for (auto& entry : ctx.diag.sortedEntries()) {
+    result.errors.push_back(std::move(entry.text));
+    result.error_positions.emplace_back(entry.line + 1, entry.column + 1);
+  }
+  if (result.errors.empty() && !config) {
+    result.errors.push_back(source_name + ": the configuration could not be loaded");
+    result.error_positions.emplace_back(0, 0);
+  }
+  if (result.errors.empty()) {
+    result.config = std::move(config);
+  }
   return result;
+}
+
+namespace {
+
+// Inserts `text` after every entry positioned at or before (line, column), unpositioned first.
+void insertInOrder(std::vector<std::string>& texts, std::vector<std::pair<int, int>>& positions,
+                   const SettingPosition& at, const std::string& source,
+                   const std::string& message) {
+  std::string text = source;
+  if (at.line > 0) {
+    text += ":" + std::to_string(at.line) + ":" + std::to_string(at.column);
+  }
+  text += ": " + (at.path.empty() ? "" : at.path + ": ") + message;
+  const std::pair<int, int> key{at.line, at.column};
+  auto it = std::upper_bound(positions.begin(), positions.end(), key);
+  const auto index = it - positions.begin();
+  positions.insert(it, key);
+  texts.insert(texts.begin() + index, std::move(text));
+}
+
+}  // namespace
+
+void LoadResult::addError(const SettingPosition& at, const std::string& message) {
+  insertInOrder(errors, error_positions, at, source_name, message);
+  config.reset();
+}
+
+void LoadResult::addWarning(const SettingPosition& at, const std::string& message) {
+  insertInOrder(warnings, warning_positions, at, source_name, message);
 }
 
 }  // namespace mqtls::config

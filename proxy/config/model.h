@@ -56,10 +56,13 @@ struct Limits {
   std::size_t max_connections = 10'000;                 // across all listeners and workers
   std::size_t buffer_limit = 256 * 1024;                // per direction before reads pause
   Duration drain_timeout = std::chrono::seconds(30);    // SIGTERM -> forced close
+  Duration admission_timeout = std::chrono::seconds(10);  // CONNECT decoded -> decision
+  bool frame_client_packets = false;  // cut client->broker into packets even with nothing to do
 };
 
 enum class IdentitySource { Cn, Dn, SanUri, SpiffeId, SanDns, SanEmail, FingerprintSha256, Serial };
-enum class UsernamePolicy { Replace, IfEmpty };
+// RequireMatch: a client-sent user name must equal the certificate identity (else refused).
+enum class UsernamePolicy { Replace, IfEmpty, RequireMatch };
 enum class PasswordPolicy { Keep, Strip };
 enum class ClientIdPolicy { Keep, RequireMatch, Replace, Prefix };
 enum class AnonymousPolicy { Passthrough, Refuse };  // client_auth optional, no certificate
@@ -73,6 +76,9 @@ struct IdentityPolicy {
   // MQTT 5: certificate fields added as user properties, (source, property name) in order.
   // Client-sent user properties with any of these names are removed first.
   std::vector<std::pair<IdentitySource, std::string>> user_properties;
+  // MQTT 5: certificate fields added as user properties to every PUBLISH (and will) the client
+  // sends; client-sent copies of these and of user_properties are removed first.
+  std::vector<std::pair<IdentitySource, std::string>> publish_properties;
   AnonymousPolicy anonymous = AnonymousPolicy::Passthrough;
 };
 

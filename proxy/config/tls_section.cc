@@ -1,13 +1,7 @@
-// Reader for a listener's tls section, including the checks of the PEM files it names: each
-// file must hold what its key promises, the key must match the certificate, and the server
-// certificate must be valid now.
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-
-#include <ctime>
-
+// Reader for a listener's tls section. It checks what the YAML says; what the named files hold
+// (and whether OpenSSL takes the cipher and group lists) is checked by building the TLS context
+// (tls/context.h, run by startup_check.h), which reports at the positions recorded here.
 #include "config/sections.h"
-#include "util/pem.h"
 
 namespace mqtls::config {
 namespace {
@@ -32,92 +26,41 @@ bool readVersion(Context& ctx, const Field& field, TlsVersion& out) {
   return false;
 }
 
-// The server chain and key: readable, matching, and the leaf valid now.
-void checkServerIdentity(Context& ctx, const Field& cert, const Field& key,
-                         const TlsSettings& tls) {
-  std::optional<Result<std::vector<X509Ptr>>> chain;
-  std::optional<Result<EvpPkeyPtr>> pkey;
-  if (!tls.cert_file.empty()) {
-    chain.emplace(pem::readCertificates(tls.cert_file));
-    if (!*chain) {
-      ctx.diag.add(cert.mark, cert.path,
-                   (*chain).error().message +
-                       "; point 'cert' at the server certificate chain (PEM, leaf first)");
-    } else if (auto valid = pem::checkValidity((*chain)->front().get(), std::time(nullptr));
-               !valid) {
-      ctx.diag.add(cert.mark, cert.path,
-                   valid.error().message + " ('" + tls.cert_file +
-                       "'); renew it or point 'cert' at a currently valid certificate");
-    }
-  }
-  if (!tls.key_file.empty()) {
-    pkey.emplace(pem::readPrivateKey(tls.key_file));
-    if (!*pkey) {
-      ctx.diag.add(key.mark, key.path,
-                   (*pkey).error().message + "; point 'key' at the server's private key (PEM)");
-    }
-  }
-  if (chain && *chain && pkey && *pkey) {
-    if (auto match = pem::checkKeyMatchesCertificate((*chain)->front().get(), (*pkey)->get());
-        !match) {
-      ctx.diag.add(key.mark, key.path,
-                   match.error().message + " (first certificate of '" + tls.cert_file +
-                       "'); use the key the certificate was issued for");
-    }
-  }
-}
-
-// Cipher, ciphersuite and group lists as OpenSSL will take them.
-void checkAlgorithms(Context& ctx, const Section& section, const TlsSettings& tls) {
-  if (tls.ciphers.empty() && tls.ciphersuites.empty() && tls.groups.empty()) {
-    return;
-  }
-  SslCtxPtr ssl(SSL_CTX_new(TLS_server_method()));
-  if (!ssl) {
-    ERR_clear_error();
-    return;
-  }
-  auto check = [&](std::string_view key, const std::string& value, auto apply) {
-    if (!value.empty() && apply(ssl.get(), value.c_str()) != 1) {
-      const Field field = section.field(key);
-      ctx.diag.add(field.mark, field.path,
-                   "OpenSSL accepts nothing in '" + value + "' (" + takeOpenSslError() +
-                       "); check the names, or use \"\" for the default");
-    }
-    ERR_clear_error();
-  };
-  check("ciphers", tls.ciphers, SSL_CTX_set_cipher_list);
-  check("ciphersuites", tls.ciphersuites, SSL_CTX_set_ciphersuites);
-  check("groups", tls.groups, [](SSL_CTX* c, const char* list) {
-    return static_cast<int>(SSL_CTX_set1_groups_list(c, list));
-  });
-}
-
-// client_ca and crl: only read when client certificates are requested.
-void readClientTrust(Context& ctx, const Section& section, TlsSettings& tls) {
+// client_ca and crl: only read when client certificates are requested. False if a crl item was
+// refused.
+bool readClientTrust(Context& ctx, const Section& section, TlsSettings& tls) {
   const Field ca =
       section.require("client_ca",
                       "add 'client_ca: <PEM file of the CAs that issue client certificates>', or "
                       "set 'client_auth: none'");
   if (auto path = readPath(ctx, ca)) {
     tls.client_ca_file = *path;
-    if (auto certs = pem::readCertificates(*path); !certs) {
-      ctx.diag.add(ca.mark, ca.path,
-                   certs.error().message +
-                       "; point 'client_ca' at the CA certificates that issue client "
-                       "certificates");
-    }
+    recordPosition(ctx, section.path() + ".client_ca", ca);
   }
+  bool crl_ok = true;  // false once a crl item was refused
   for (const Field& item : readList(ctx, section.field("crl"))) {
     auto path = readPath(ctx, item);
     if (!path) {
+      crl_ok = false;
       continue;
     }
+    recordPosition(ctx, section.path() + ".crl[" + std::to_string(tls.crl_files.size()) + "]",
+                   item);
     tls.crl_files.push_back(*path);
-    if (auto crls = pem::readCrls(*path); !crls) {
-      ctx.diag.add(item.mark, item.path,
-                   crls.error().message + "; point 'crl' at PEM CRLs from the client CAs");
-    }
+  }
+  return crl_ok;
+}
+
+// crl_check; "chain" needs CRLs to check against (checked when the trust settings were read).
+void readCrlCheck(Context& ctx, const Section& section, bool trust_read, TlsSettings& tls) {
+  const Field field = section.field("crl_check");
+  if (readEnum<CrlCheck>(ctx, field, {{"leaf", CrlCheck::Leaf}, {"chain", CrlCheck::Chain}},
+                         tls.crl_check) &&
+      trust_read && tls.crl_check == CrlCheck::Chain && tls.crl_files.empty()) {
+    ctx.diag.add(field.mark, field.path,
+                 "crl_check chain checks every certificate of a client's chain against a CRL, "
+                 "but no CRL is given; add 'crl: [<PEM file with a current CRL of each client "
+                 "CA>]', or set 'crl_check: leaf'");
   }
 }
 
@@ -159,26 +102,34 @@ void readTls(Context& ctx, const Field& field, TlsSettings& tls) {
   const Field cert =
       section.require("cert", "add 'cert: <PEM file with the server certificate chain>'");
   const Field key = section.require("key", "add 'key: <PEM file with the server private key>'");
-  tls.cert_file = readPath(ctx, cert).value_or("");
-  tls.key_file = readPath(ctx, key).value_or("");
+  for (auto [field, out] : {std::pair{&cert, &tls.cert_file}, std::pair{&key, &tls.key_file}}) {
+    if (auto path = readPath(ctx, *field)) {
+      *out = *path;
+      recordPosition(ctx, field->path, *field);
+    }
+  }
   const bool auth_ok = readEnum<ClientAuth>(ctx, section.field("client_auth"),
                                             {{"required", ClientAuth::Required},
                                              {"optional", ClientAuth::Optional},
                                              {"none", ClientAuth::None}},
                                             tls.client_auth);
   // With an unknown client_auth the trust settings are skipped rather than guessed at.
-  if (auth_ok && tls.client_auth != ClientAuth::None) {
-    readClientTrust(ctx, section, tls);
-  }
+  const bool trust_read =
+      auth_ok && tls.client_auth != ClientAuth::None && readClientTrust(ctx, section, tls);
+  readCrlCheck(ctx, section, trust_read, tls);
   if (auto depth = readInteger(ctx, section.field("verify_depth"), 1, 16)) {
     tls.verify_depth = static_cast<int>(*depth);
   }
-  readEnum<CrlCheck>(ctx, section.field("crl_check"),
-                     {{"leaf", CrlCheck::Leaf}, {"chain", CrlCheck::Chain}}, tls.crl_check);
   readVersions(ctx, section, tls);
-  tls.ciphers = readString(ctx, section.field("ciphers")).value_or("");
-  tls.ciphersuites = readString(ctx, section.field("ciphersuites")).value_or("");
-  tls.groups = readString(ctx, section.field("groups")).value_or("");
+  for (auto [name, out] :
+       {std::pair{"ciphers", &tls.ciphers}, std::pair{"ciphersuites", &tls.ciphersuites},
+        std::pair{"groups", &tls.groups}}) {
+    const Field list = section.field(name);
+    if (auto text = readString(ctx, list)) {
+      *out = *text;
+      recordPosition(ctx, list.path, list);
+    }
+  }
   readAlpn(ctx, section.field("alpn"), tls);
   if (auto size = readInteger(ctx, section.field("session_cache_size"), 0, 10'000'000)) {
     tls.session_cache_size = static_cast<std::size_t>(*size);
@@ -187,8 +138,6 @@ void readTls(Context& ctx, const Field& field, TlsSettings& tls) {
                                   kMaxDuration)) {
     tls.session_timeout = *timeout;
   }
-  checkServerIdentity(ctx, cert, key, tls);
-  checkAlgorithms(ctx, section, tls);
 }
 
 }  // namespace mqtls::config

@@ -144,6 +144,13 @@ std::optional<std::string> readString(Context& ctx, const Field& field) {
   return readScalar(ctx, field, "a string");
 }
 
+void recordPosition(Context& ctx, const std::string& key, const Field& field) {
+  if (field.mark.is_null() || field.mark.line < 0 || field.mark.column < 0) {
+    return;
+  }
+  ctx.positions[key] = SettingPosition{field.mark.line + 1, field.mark.column + 1, field.path};
+}
+
 std::optional<std::string> readPath(Context& ctx, const Field& field) {
   auto text = readScalar(ctx, field, "a file path");
   if (!text) {

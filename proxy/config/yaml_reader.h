@@ -17,6 +17,7 @@
 
 #include "config/diagnostics.h"
 #include "config/model.h"
+#include "config/positions.h"
 
 namespace mqtls::config {
 
@@ -24,6 +25,7 @@ namespace mqtls::config {
 struct Context {
   Diagnostics diag;
   std::filesystem::path base_dir;  // absolute; relative file paths are resolved against it
+  SettingPositions positions;      // filled by the readers of settings checked after loading
 };
 
 // One value looked up in a map, with its key path ("listeners[0].tls.cert") and position: the
@@ -35,6 +37,9 @@ struct Field {
   // A null value ("key:" or "key: ~") counts as absent: the default applies.
   bool present() const { return node.IsDefined() && !node.IsNull(); }
 };
+
+// Records where `field`'s value was written, under `key` (see config/positions.h).
+void recordPosition(Context& ctx, const std::string& key, const Field& field);
 
 // "parent.key", or "key" at the root.
 std::string childPath(std::string_view parent, std::string_view key);

@@ -1,7 +1,14 @@
 #include "identity/policy.h"
 
+#include <algorithm>
+
 namespace mqtls::identity {
 namespace {
+
+// MQTT 3.1 §3.1: the Client Identifier is 1 to 23 characters; brokers refuse longer ones.
+constexpr std::size_t kMaxV31ClientIdLength = 23;
+// Longest client-sent user name quoted in a refusal reason.
+constexpr std::size_t kMaxQuotedLength = 64;
 
 std::vector<std::string> single(const std::string& value) {
   if (value.empty()) {
@@ -10,31 +17,35 @@ std::vector<std::string> single(const std::string& value) {
   return {value};
 }
 
-// Removes forged copies of the identity properties from the CONNECT and its will.
-void stripForgeableProperties(const config::IdentityPolicy& policy, mqtt::ConnectPacket& connect) {
-  if (connect.level != mqtt::ProtocolLevel::V5 || policy.user_properties.empty()) {
-    return;
-  }
-  std::vector<std::string> names;
-  for (const auto& [source, name] : policy.user_properties) {
-    names.push_back(name);
-  }
-  connect.properties.removeUserProperties(names);
-  if (connect.will) {
-    connect.will->properties.removeUserProperties(names);
+// Appends the certificate's values of each (source, name) pair as user properties.
+void addCertificateProperties(
+    const std::vector<std::pair<config::IdentitySource, std::string>>& map,
+    const tls::PeerIdentity& peer, mqtt::Properties& properties) {
+  for (const auto& [source, name] : map) {
+    for (const auto& value : identityValues(peer, source)) {
+      if (value.size() <= mqtt::kMaxFieldLength) {
+        properties.addUserProperty(name, value);
+      }
+    }
   }
 }
 
-void addIdentityProperties(const config::IdentityPolicy& policy, const tls::PeerIdentity& peer,
-                           mqtt::ConnectPacket& connect) {
+// Removes forged copies of the identity properties from the CONNECT and its will, and stamps the
+// will (a message published on the client's behalf) like every PUBLISH.
+void rewriteProperties(const config::IdentityPolicy& policy, const tls::PeerIdentity* peer,
+                       mqtt::ConnectPacket& connect) {
   if (connect.level != mqtt::ProtocolLevel::V5) {
     return;
   }
-  for (const auto& [source, name] : policy.user_properties) {
-    for (const auto& value : identityValues(peer, source)) {
-      if (value.size() <= mqtt::kMaxFieldLength) {
-        connect.properties.addUserProperty(name, value);
-      }
+  const mqtt::PublishStamp stamp = publishStamp(policy, nullptr);
+  connect.properties.removeUserProperties(stamp.strip_names);
+  if (connect.will) {
+    connect.will->properties.removeUserProperties(stamp.strip_names);
+  }
+  if (peer != nullptr) {
+    addCertificateProperties(policy.user_properties, *peer, connect.properties);
+    if (connect.will) {
+      addCertificateProperties(policy.publish_properties, *peer, connect.will->properties);
     }
   }
 }
@@ -47,7 +58,37 @@ Decision refuse(mqtt::Refusal refusal, std::string reason, std::string identity 
   return decision;
 }
 
-// Applies the client identifier policy; returns a refusal reason or empty on success.
+// `text` quoted for a log reason, cut to kMaxQuotedLength bytes at a character boundary.
+std::string quoted(std::string_view text) {
+  if (text.size() > kMaxQuotedLength) {
+    std::size_t cut = kMaxQuotedLength;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) {
+      --cut;
+    }
+    return "'" + std::string(text.substr(0, cut)) + "...'";
+  }
+  return "'" + std::string(text) + "'";
+}
+
+// Checks the client id the policy produced; a refusal, or nullopt when it is acceptable.
+std::optional<Decision> checkClientIdLength(const std::string& identity,
+                                            const mqtt::ConnectPacket& connect) {
+  if (connect.client_id.size() > mqtt::kMaxFieldLength) {
+    return refuse(mqtt::Refusal::IdentifierRejected, "client id would exceed 65535 bytes",
+                  identity);
+  }
+  if (connect.level == mqtt::ProtocolLevel::V31 &&
+      connect.client_id.size() > kMaxV31ClientIdLength) {
+    return refuse(mqtt::Refusal::IdentifierRejected,
+                  "client id would be " + std::to_string(connect.client_id.size()) +
+                      " bytes; MQTT 3.1 allows at most 23 (use MQTT 3.1.1 or 5, or "
+                      "identity.client_id: keep)",
+                  identity);
+  }
+  return std::nullopt;
+}
+
+// Applies the client identifier policy; a refusal, or nullopt on success.
 std::optional<Decision> applyClientIdPolicy(const config::IdentityPolicy& policy,
                                             const std::string& identity,
                                             mqtt::ConnectPacket& connect, Decision& accepted) {
@@ -76,14 +117,50 @@ std::optional<Decision> applyClientIdPolicy(const config::IdentityPolicy& policy
           was_empty ? identity : identity + policy.client_id_separator + connect.client_id;
       break;
   }
-  if (connect.client_id.size() > mqtt::kMaxFieldLength) {
-    return refuse(mqtt::Refusal::IdentifierRejected, "client id would exceed 65535 bytes",
-                  identity);
+  if (auto refused = checkClientIdLength(identity, connect)) {
+    return refused;
   }
   if (was_empty && connect.level == mqtt::ProtocolLevel::V5) {
     accepted.assigned_client_id = connect.client_id;
   }
   return std::nullopt;
+}
+
+// Applies the user name policy; a refusal, or nullopt when the user name is settled.
+std::optional<Decision> applyUsernamePolicy(const config::IdentityPolicy& policy,
+                                            const std::string& identity,
+                                            mqtt::ConnectPacket& connect) {
+  const bool had_username = connect.username.has_value() && !connect.username->empty();
+  switch (policy.username) {
+    case config::UsernamePolicy::RequireMatch:
+      if (had_username && *connect.username != identity) {
+        return refuse(mqtt::Refusal::BadCredentials,
+                      "user name " + quoted(*connect.username) +
+                          " does not match the certificate identity " + quoted(identity),
+                      identity);
+      }
+      [[fallthrough]];
+    case config::UsernamePolicy::Replace:
+      connect.username = identity;
+      break;
+    case config::UsernamePolicy::IfEmpty:
+      if (!had_username) {
+        connect.username = identity;
+      }
+      break;
+  }
+  return std::nullopt;
+}
+
+// The first identity value found along policy.username_from, or empty.
+std::string chooseIdentity(const config::IdentityPolicy& policy, const tls::PeerIdentity& peer) {
+  for (auto source : policy.username_from) {
+    auto values = identityValues(peer, source);
+    if (!values.empty()) {
+      return values.front();
+    }
+  }
+  return {};
 }
 
 }  // namespace
@@ -114,8 +191,8 @@ std::vector<std::string> identityValues(const tls::PeerIdentity& peer,
 
 Decision applyIdentityPolicy(const config::IdentityPolicy& policy, const tls::PeerIdentity* peer,
                              mqtt::ConnectPacket& connect) {
-  stripForgeableProperties(policy, connect);
   if (peer == nullptr) {
+    rewriteProperties(policy, nullptr, connect);
     if (policy.anonymous == config::AnonymousPolicy::Refuse) {
       return refuse(mqtt::Refusal::BadCredentials, "no client certificate");
     }
@@ -124,14 +201,7 @@ Decision applyIdentityPolicy(const config::IdentityPolicy& policy, const tls::Pe
     passthrough.reason = "no client certificate: CONNECT passed through";
     return passthrough;
   }
-  std::string identity;
-  for (auto source : policy.username_from) {
-    auto values = identityValues(*peer, source);
-    if (!values.empty()) {
-      identity = values.front();
-      break;
-    }
-  }
+  const std::string identity = chooseIdentity(policy, *peer);
   if (identity.empty()) {
     return refuse(mqtt::Refusal::BadCredentials,
                   "certificate has none of the identity.username_from fields");
@@ -145,16 +215,39 @@ Decision applyIdentityPolicy(const config::IdentityPolicy& policy, const tls::Pe
   if (auto refused = applyClientIdPolicy(policy, identity, connect, decision)) {
     return *refused;
   }
-  const bool had_username = connect.username.has_value() && !connect.username->empty();
-  if (policy.username == config::UsernamePolicy::Replace || !had_username) {
-    connect.username = identity;
+  if (auto refused = applyUsernamePolicy(policy, identity, connect)) {
+    return *refused;
   }
   if (policy.password == config::PasswordPolicy::Strip) {
     connect.password.reset();
   }
-  addIdentityProperties(policy, *peer, connect);
+  rewriteProperties(policy, peer, connect);
   decision.reason = "identity injected";
   return decision;
+}
+
+mqtt::PublishStamp publishStamp(const config::IdentityPolicy& policy,
+                                const tls::PeerIdentity* peer) {
+  mqtt::PublishStamp stamp;
+  for (const auto* map : {&policy.user_properties, &policy.publish_properties}) {
+    for (const auto& [source, name] : *map) {
+      if (std::find(stamp.strip_names.begin(), stamp.strip_names.end(), name) ==
+          stamp.strip_names.end()) {
+        stamp.strip_names.push_back(name);
+      }
+    }
+  }
+  if (peer == nullptr) {
+    return stamp;
+  }
+  for (const auto& [source, name] : policy.publish_properties) {
+    for (const auto& value : identityValues(*peer, source)) {
+      if (name.size() <= mqtt::kMaxFieldLength && value.size() <= mqtt::kMaxFieldLength) {
+        stamp.add.emplace_back(name, value);
+      }
+    }
+  }
+  return stamp;
 }
 
 }  // namespace mqtls::identity

@@ -10,6 +10,7 @@
 #include "config/model.h"
 #include "mqtt/connect.h"
 #include "mqtt/packet.h"
+#include "mqtt/publish.h"
 #include "tls/peer_identity.h"
 
 namespace mqtls::identity {
@@ -30,9 +31,21 @@ std::vector<std::string> identityValues(const tls::PeerIdentity& peer,
 
 // Applies `policy` to `connect` in place. `peer` is null when the client presented no
 // certificate (client_auth optional or none). On refusal `connect` may be partly modified and
-// must not be forwarded. User properties named in policy.user_properties are always removed
-// from the client's CONNECT and will properties, certificate or not.
+// must not be forwarded. User properties named in policy.user_properties or
+// policy.publish_properties are always removed from the client's CONNECT and will properties,
+// certificate or not; the will then gets the certificate's publish_properties, as every PUBLISH
+// does. Refusals: no usable identity or a user name other than the identity under
+// username: require_match (BadCredentials); client id mismatch under client_id: require_match,
+// a replaced or prefixed client id over 65,535 bytes, or over 23 bytes for MQTT 3.1
+// (IdentifierRejected).
 Decision applyIdentityPolicy(const config::IdentityPolicy& policy, const tls::PeerIdentity* peer,
                              mqtt::ConnectPacket& connect);
+
+// What the proxy does to every MQTT 5 PUBLISH of this client: strip_names holds every name of
+// policy.user_properties and policy.publish_properties (each once, in config order); add holds
+// the certificate's values for policy.publish_properties, in config order (none when `peer` is
+// null; values or names over 65,535 bytes are left out).
+mqtt::PublishStamp publishStamp(const config::IdentityPolicy& policy,
+                                const tls::PeerIdentity* peer);
 
 }  // namespace mqtls::identity

@@ -3,6 +3,7 @@
 #include <string>
 #include <utility>
 
+#include "mqtt/connect_peek.h"
 #include "mqtt/property_codec.h"
 #include "mqtt/reader.h"
 
@@ -178,11 +179,18 @@ ConnectDecodeResult decodeConnect(std::span<const std::uint8_t> frame) {
                     "frame size does not match its Remaining Length"};
     return result;
   }
-  if (first != 0x10) {
+  if ((first >> 4) != static_cast<int>(PacketType::Connect)) {
     ConnectDecodeResult result;
-    const bool connect = (first >> 4) == static_cast<int>(PacketType::Connect);
-    result.error = {connect ? Refusal::Malformed : Refusal::ProtocolError, std::nullopt,
-                    connect ? "CONNECT fixed header flags are not zero" : "not a CONNECT"};
+    result.error = {Refusal::ProtocolError, std::nullopt, "not a CONNECT"};
+    return result;
+  }
+  if (first != 0x10) {
+    // Malformed, but answerable: a client whose level can be read gets a CONNACK it understands.
+    ConnectDecodeResult result;
+    const ConnectLevelPeek peek = peekConnectLevel(frame, frame.size() - body.size());
+    result.error = {Refusal::Malformed,
+                    peek.status == LevelPeek::Known ? std::optional(peek.level) : std::nullopt,
+                    "CONNECT fixed header flags are not zero"};
     return result;
   }
   return ConnectDecoder(body).run();

@@ -54,7 +54,9 @@ struct ConnectDecodeResult {
 };
 
 // Decodes one complete CONNECT frame (fixed header included, exactly totalSize() bytes as found
-// by peekFrame). Checks: type 1 with flags 0, protocol name matches level ("MQIsdp"/3,
+// by peekFrame). Every error found once the protocol name and level are read carries that level
+// in error.level, including fixed-header flags that are not 0 (Malformed). Checks: type 1 with
+// flags 0, protocol name matches level ("MQIsdp"/3,
 // "MQTT"/4,5; other levels -> UnsupportedVersion), reserved connect flag 0, will QoS <= 2, will
 // flags zero without will, 3.x password without username refused, every length in bounds and the
 // frame consumed exactly, strings UTF-8 without U+0000, v5 properties well-formed with only

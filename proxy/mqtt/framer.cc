@@ -1,5 +1,7 @@
 #include "mqtt/framer.h"
 
+#include "mqtt/writer.h"
+
 namespace mqtls::mqtt {
 
 // The fixed header is examined as soon as its bytes are there: the type (and ReservedType) from
@@ -64,19 +66,7 @@ std::string_view frameErrorName(FrameError error) {
 }
 
 std::size_t encodeRemainingLength(std::uint32_t value, std::uint8_t* out) {
-  if (value > kMaxRemainingLength) {
-    return 0;
-  }
-  std::size_t written = 0;
-  do {
-    std::uint8_t byte = value & 0x7F;
-    value >>= 7;
-    if (value != 0) {
-      byte |= 0x80;
-    }
-    out[written++] = byte;
-  } while (value != 0);
-  return written;
+  return value > kMaxRemainingLength ? 0 : detail::encodeVarint(value, out);
 }
 
 }  // namespace mqtls::mqtt

@@ -72,6 +72,7 @@ inline constexpr std::uint8_t kRequestResponseInformation = 0x19;
 inline constexpr std::uint8_t kReasonString = 0x1F;
 inline constexpr std::uint8_t kReceiveMaximum = 0x21;
 inline constexpr std::uint8_t kTopicAliasMaximum = 0x22;
+inline constexpr std::uint8_t kTopicAlias = 0x23;
 inline constexpr std::uint8_t kUserProperty = 0x26;
 inline constexpr std::uint8_t kMaximumPacketSize = 0x27;
 }  // namespace property

@@ -4,6 +4,7 @@
 
 #include "mqtt/packet.h"
 #include "mqtt/property_codec.h"
+#include "mqtt/writer.h"
 
 namespace mqtls::mqtt {
 namespace {
@@ -11,9 +12,7 @@ namespace {
 std::string prefixed(std::string_view text) {
   std::string raw;
   raw.reserve(2 + text.size());
-  raw += static_cast<char>((text.size() >> 8) & 0xFF);
-  raw += static_cast<char>(text.size() & 0xFF);
-  raw += text;
+  detail::BasicWriter<std::string>(raw).lengthPrefixed(text);
   return raw;
 }
 

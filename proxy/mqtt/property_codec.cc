@@ -18,12 +18,13 @@ WireStatus fail(WireError error, std::string detail) {
   return {error, std::move(detail)};
 }
 
-// Reads one value of `type`, leaving the reader after it. Malformed on truncation or bad UTF-8.
-WireStatus readValue(Reader& reader, PropertyType type) {
+}  // namespace
+
+WireStatus readPropertyValue(Reader& reader, PropertyType type) {
   std::uint8_t byte = 0;
   std::uint16_t two = 0;
   std::uint32_t four = 0;
-  std::string text;
+  std::span<const std::uint8_t> field;
   bool complete = false;
   switch (type) {
     case PropertyType::Byte:
@@ -39,18 +40,17 @@ WireStatus readValue(Reader& reader, PropertyType type) {
       complete = reader.readVarint(four);
       break;
     case PropertyType::Binary:
-      complete = reader.readBinary(text);
+      complete = reader.readPrefixed(field);
       break;
     case PropertyType::Utf8:
     case PropertyType::StringPair:
       for (int i = 0; i < (type == PropertyType::Utf8 ? 1 : 2); ++i) {
-        const StringRead read = readUtf8(reader, text);
-        if (read == StringRead::BadUtf8) {
-          return fail(WireError::Malformed, "property string is not valid UTF-8");
-        }
-        complete = read == StringRead::Ok;
+        complete = reader.readPrefixed(field);
         if (!complete) {
           break;
+        }
+        if (!utf8::isValid(asText(field), utf8::kMqtt)) {
+          return fail(WireError::Malformed, "property string is not valid UTF-8");
         }
       }
       break;
@@ -63,8 +63,7 @@ WireStatus readValue(Reader& reader, PropertyType type) {
   return {};
 }
 
-// Values the spec calls a Protocol Error for the given identifier; `value` is its raw bytes.
-bool valueAllowed(std::uint8_t id, std::span<const std::uint8_t> value) {
+bool propertyValueAllowed(std::uint8_t id, std::span<const std::uint8_t> value) {
   switch (id) {
     case 0x01:  // Payload Format Indicator
     case 0x17:  // Request Problem Information
@@ -78,14 +77,13 @@ bool valueAllowed(std::uint8_t id, std::span<const std::uint8_t> value) {
     case 0x0B:  // Subscription Identifier
       return std::any_of(value.begin(), value.end(), [](std::uint8_t b) { return (b & 0x7F); });
     case 0x21:  // Receive Maximum
+    case 0x23:  // Topic Alias
     case 0x27:  // Maximum Packet Size
       return std::any_of(value.begin(), value.end(), [](std::uint8_t b) { return b != 0; });
     default:
       return true;
   }
 }
-
-}  // namespace
 
 PropertyType propertyType(std::uint8_t id) {
   switch (id) {
@@ -158,12 +156,12 @@ WireStatus readProperties(Reader& reader, std::span<const std::uint8_t> legal_id
     }
     seen[id] = true;
     const std::size_t start = list.position();
-    if (WireStatus status = readValue(list, type); !status.ok()) {
+    if (WireStatus status = readPropertyValue(list, type); !status.ok()) {
       status.detail += " (" + std::string(where) + ", property " + hexId(id) + ")";
       return status;
     }
     const auto value = list.since(start);
-    if (!valueAllowed(id, value)) {
+    if (!propertyValueAllowed(id, value)) {
       return fail(WireError::ProtocolError,
                   "property " + hexId(id) + " has a forbidden value in " + std::string(where));
     }

@@ -38,6 +38,10 @@ inline constexpr std::uint8_t kConnackPropertyIds[] = {0x11, 0x21, 0x24, 0x25, 0
                                                        0x22, 0x1F, 0x26, 0x28, 0x29, 0x2A,
                                                        0x13, 0x1A, 0x1C, 0x15, 0x16};
 
+// Properties a client may put in PUBLISH (5.0 §3.3.2.3; Subscription Identifier is only legal
+// from the server).
+inline constexpr std::uint8_t kPublishPropertyIds[] = {0x01, 0x02, 0x23, 0x08, 0x09, 0x26, 0x03};
+
 enum class WireError : std::uint8_t { None, Malformed, ProtocolError };
 
 struct WireStatus {
@@ -45,6 +49,15 @@ struct WireStatus {
   std::string detail;
   bool ok() const { return error == WireError::None; }
 };
+
+// Reads (and skips) one property value of `type`, without allocating when it is well-formed.
+// Malformed when it is truncated, a string is not MQTT UTF-8, or the type is Unknown.
+WireStatus readPropertyValue(Reader& reader, PropertyType type);
+
+// False for values the spec calls a Protocol Error for this identifier (a 0/1 flag above 1,
+// Receive Maximum / Topic Alias / Maximum Packet Size / Subscription Identifier 0). `value` is the
+// raw value, as readPropertyValue consumed it.
+bool propertyValueAllowed(std::uint8_t id, std::span<const std::uint8_t> value);
 
 // Reads a Property Length and the properties it covers into `out` (replacing its contents), each
 // kept as its raw wire value. Malformed: the length or a value is truncated or overruns the

@@ -1,4 +1,4 @@
-// Bounds-checked cursor over untrusted MQTT bytes, and the MQTT UTF-8 string rules. Internal to
+// Bounds-checked cursor over untrusted MQTT bytes, and MQTT UTF-8 string reads. Internal to
 // the codec. Every read either succeeds completely or returns false and leaves the cursor where
 // it was; nothing ever reads past the end of the span.
 #pragma once
@@ -9,50 +9,9 @@
 #include <string>
 #include <string_view>
 
-namespace mqtls::mqtt::detail {
+#include "util/utf8.h"
 
-// True when `text` is well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing
-// above U+10FFFF) and contains no U+0000, as MQTT requires of every UTF-8 string field.
-inline bool isValidMqttUtf8(std::string_view text) {
-  std::size_t i = 0;
-  while (i < text.size()) {
-    const auto lead = static_cast<std::uint8_t>(text[i]);
-    if (lead == 0x00) {
-      return false;
-    }
-    if (lead < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t extra = 0;
-    std::uint32_t min = 0;
-    std::uint32_t code = 0;
-    if ((lead & 0xE0) == 0xC0) {
-      extra = 1, min = 0x80, code = lead & 0x1F;
-    } else if ((lead & 0xF0) == 0xE0) {
-      extra = 2, min = 0x800, code = lead & 0x0F;
-    } else if ((lead & 0xF8) == 0xF0) {
-      extra = 3, min = 0x10000, code = lead & 0x07;
-    } else {
-      return false;  // continuation byte as lead, or 0xF8..0xFF
-    }
-    if (text.size() - i <= extra) {
-      return false;
-    }
-    for (std::size_t k = 1; k <= extra; ++k) {
-      const auto next = static_cast<std::uint8_t>(text[i + k]);
-      if ((next & 0xC0) != 0x80) {
-        return false;
-      }
-      code = (code << 6) | (next & 0x3F);
-    }
-    if (code < min || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) {
-      return false;
-    }
-    i += extra + 1;
-  }
-  return true;
-}
+namespace mqtls::mqtt::detail {
 
 class Reader {
  public:
@@ -122,13 +81,21 @@ class Reader {
     return true;
   }
 
-  // Two-byte length followed by that many bytes (MQTT Binary Data, or a string not yet checked).
-  bool readBinary(std::string& out) {
+  // Two-byte length followed by that many bytes, returned as a view (no copy).
+  bool readPrefixed(std::span<const std::uint8_t>& out) {
     const std::size_t start = pos_;
     std::uint16_t length = 0;
-    std::span<const std::uint8_t> body;
-    if (!readU16(length) || !readSpan(length, body)) {
+    if (!readU16(length) || !readSpan(length, out)) {
       pos_ = start;
+      return false;
+    }
+    return true;
+  }
+
+  // Two-byte length followed by that many bytes (MQTT Binary Data, or a string not yet checked).
+  bool readBinary(std::string& out) {
+    std::span<const std::uint8_t> body;
+    if (!readPrefixed(body)) {
       return false;
     }
     out.assign(body.begin(), body.end());
@@ -159,7 +126,12 @@ inline StringRead readUtf8(Reader& reader, std::string& out) {
   if (!reader.readBinary(out)) {
     return StringRead::Truncated;
   }
-  return isValidMqttUtf8(out) ? StringRead::Ok : StringRead::BadUtf8;
+  return utf8::isValid(out, utf8::kMqtt) ? StringRead::Ok : StringRead::BadUtf8;
+}
+
+// The bytes of `field` as text, for UTF-8 checks and comparisons without a copy.
+inline std::string_view asText(std::span<const std::uint8_t> field) {
+  return {reinterpret_cast<const char*>(field.data()), field.size()};
 }
 
 }  // namespace mqtls::mqtt::detail

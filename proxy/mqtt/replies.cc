@@ -3,6 +3,7 @@
 #include "mqtt/property_codec.h"
 #include "mqtt/reader.h"
 #include "mqtt/writer.h"
+#include "util/utf8.h"
 
 namespace mqtls::mqtt {
 namespace {
@@ -84,7 +85,7 @@ std::vector<std::uint8_t> encodeRefusal(ProtocolLevel level, Refusal refusal,
   }
   ConnackPacket connack;
   connack.reason_code = *code;
-  if (!reason_string.empty() && detail::isValidMqttUtf8(reason_string)) {
+  if (!reason_string.empty() && utf8::isValid(reason_string, utf8::kMqtt)) {
     connack.properties.addString(property::kReasonString, reason_string);
     if (client_max_packet_size != 0 && v5ConnackSize(connack.properties) > client_max_packet_size) {
       connack.properties.items().clear();
@@ -141,6 +142,32 @@ std::vector<std::uint8_t> encodeConnack(ProtocolLevel level, const ConnackPacket
   writer.u8(packet.reason_code);
   detail::writeProperties(writer, packet.properties);
   return out;
+}
+
+std::vector<std::uint8_t> addAssignedClientId(std::span<const std::uint8_t> connack_frame,
+                                              std::string_view client_id,
+                                              std::uint32_t client_max_packet_size) {
+  auto connack = decodeConnack(ProtocolLevel::V5, connack_frame);
+  if (!connack || connack->reason_code >= 0x80 || client_id.size() > kMaxFieldLength ||
+      connack->properties.find(property::kAssignedClientIdentifier) != nullptr) {
+    return {};
+  }
+  connack->properties.addString(property::kAssignedClientIdentifier, client_id);
+  const auto fits = [&] {
+    return client_max_packet_size == 0 ||
+           v5ConnackSize(connack->properties) <= client_max_packet_size;
+  };
+  for (std::uint8_t droppable : {property::kReasonString, property::kUserProperty}) {
+    if (fits()) {
+      break;
+    }
+    connack->properties.remove(droppable);
+  }
+  return encodeConnack(ProtocolLevel::V5, *connack);
+}
+
+std::vector<std::uint8_t> encodeDisconnect(std::uint8_t reason_code) {
+  return {0xE0, 0x02, reason_code, 0x00};
 }
 
 }  // namespace mqtls::mqtt

@@ -1,105 +1,29 @@
+// Connection, first part: construction, the dispatch table and the transitions.
 #include "net/connection.h"
 
-#include <arpa/inet.h>
-#include <event2/buffer.h>
-#include <event2/bufferevent_ssl.h>
-#include <netinet/tcp.h>
-#include <openssl/err.h>
 #include <spdlog/spdlog.h>
 
-#include <span>
-
-#include "identity/policy.h"
-#include "mqtt/connect.h"
-#include "mqtt/framer.h"
-#include "mqtt/replies.h"
-#include "net/upstream.h"
+#include <cassert>
 
 namespace mqtls::net {
-namespace {
-
-std::string formatPeer(const sockaddr* addr) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  std::uint16_t port = 0;
-  if (addr->sa_family == AF_INET) {
-    const auto* v4 = reinterpret_cast<const sockaddr_in*>(addr);
-    inet_ntop(AF_INET, &v4->sin_addr, host, sizeof host);
-    port = ntohs(v4->sin_port);
-    return std::string(host) + ":" + std::to_string(port);
-  }
-  if (addr->sa_family == AF_INET6) {
-    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(addr);
-    inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof host);
-    port = ntohs(v6->sin6_port);
-    return "[" + std::string(host) + "]:" + std::to_string(port);
-  }
-  return "unix";
-}
-
-std::span<const std::uint8_t> contiguous(evbuffer* buffer, std::size_t size) {
-  auto* data = evbuffer_pullup(buffer, static_cast<ev_ssize_t>(size));
-  return {data, data == nullptr ? 0 : size};
-}
-
-// The protocol level of a CONNECT whose beginning is buffered, if enough of it is there. Used
-// to answer an oversized CONNECT in the client's own version before its body arrives.
-std::optional<mqtt::ProtocolLevel> peekConnectLevel(std::span<const std::uint8_t> bytes,
-                                                    std::size_t header_size) {
-  std::size_t at = header_size;
-  if (bytes.size() < at + 2) {
-    return std::nullopt;
-  }
-  std::size_t name_len = (std::size_t{bytes[at]} << 8) | bytes[at + 1];
-  at += 2 + name_len;
-  if (bytes.size() <= at) {
-    return std::nullopt;
-  }
-  switch (bytes[at] & 0x7F) {
-    case 3:
-      return mqtt::ProtocolLevel::V31;
-    case 4:
-      return mqtt::ProtocolLevel::V311;
-    case 5:
-      return mqtt::ProtocolLevel::V5;
-    default:
-      return std::nullopt;
-  }
-}
-
-}  // namespace
-
-// peekFrame over an evbuffer: linearizes only the fixed header, then the whole packet once it has
-// all arrived, so a large body is never copied before it is complete.
-mqtt::FrameResult Connection::peekBuffered(evbuffer* input, std::size_t limit) {
-  std::size_t buffered = evbuffer_get_length(input);
-  auto frame = mqtt::peekFrame(contiguous(input, std::min<std::size_t>(buffered, 5)), limit);
-  if (frame.status == mqtt::FrameStatus::NeedMore && frame.header_size != 0 &&
-      buffered >= frame.totalSize()) {
-    frame = mqtt::peekFrame(contiguous(input, frame.totalSize()), limit);
-  }
-  return frame;
-}
 
 Connection::Connection(ConnectionHost& host, std::uint64_t id, std::string listener_name,
-                       tls::TlsContextPtr tls, int fd, const sockaddr* peer, int peer_len)
+                       tls::TlsContextPtr tls, int fd, const sockaddr* peer)
     : host_(host),
       id_(id),
       listener_name_(std::move(listener_name)),
       tls_(std::move(tls)),
       accepted_at_(std::chrono::steady_clock::now()) {
+  client_ = std::make_unique<ClientTlsStream>(*this, host_.base(), *tls_, fd, peer);
   record_.id = id;
   record_.listener = listener_name_;
-  record_.peer = formatPeer(peer);
-  SSL* ssl = tls_->newSsl().release();
-  if (ssl != nullptr) {
-    client_.reset(bufferevent_openssl_socket_new(host_.base(), fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                 BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS));
-  }
-  if (!client_) {
-    // On failure libevent has already freed the SSL (BEV_OPT_CLOSE_ON_FREE); the fd is ours.
-    evutil_closesocket(fd);
-  }
-  deadline_.reset(evtimer_new(host_.base(), &Connection::onDeadline, this));
+  record_.peer = client_->peerAddress();
+  deadline_.reset(evtimer_new(
+      host_.base(),
+      [](evutil_socket_t, short, void* self) {
+        static_cast<Connection*>(self)->dispatch(Event::DeadlineExpired);
+      },
+      this));
   host_.metrics().activeConnections(1);
 }
 
@@ -108,106 +32,120 @@ Connection::~Connection() {
 }
 
 void Connection::start() {
-  if (!client_ || !deadline_) {
+  if (!deadline_ || !client_->start()) {
     close("internal_error", "cannot allocate connection state");
     host_.release(this);
     return;
   }
-  bufferevent_openssl_set_allow_dirty_shutdown(client_.get(), 1);
-  bufferevent_setcb(client_.get(), &Connection::onClientRead, &Connection::onClientWrite,
-                    &Connection::onClientEvent, this);
-  // No read high watermark on the TLS side: libevent would stop mid-record and leave decrypted
-  // bytes inside OpenSSL until the client sends more. Input before authentication is bounded by
-  // readFirstPacket instead (the frame limit, then reading stops once the CONNECT is complete).
-  bufferevent_enable(client_.get(), EV_READ | EV_WRITE);
   armDeadline(host_.config().limits.handshake_timeout);
 }
 
+std::string_view Connection::stateName(State state) {
+  switch (state) {
+    case State::Handshaking:
+      return "handshaking";
+    case State::AwaitingConnect:
+      return "awaiting_connect";
+    case State::Admitting:
+      return "admitting";
+    case State::Dialing:
+      return "dialing";
+    case State::Streaming:
+      return "streaming";
+    case State::Refusing:
+      return "refusing";
+    case State::Flushing:
+      return "flushing";
+    case State::Lingering:
+      return "lingering";
+    case State::Closed:
+      return "closed";
+  }
+  return "?";
+}
+
+// The arrows of the diagram in connection.h; Closed is reachable from everywhere.
+bool Connection::legalTransition(State from, State to) {
+  if (to == State::Closed) {
+    return from != State::Closed;
+  }
+  switch (from) {
+    case State::Handshaking:
+      return to == State::AwaitingConnect || to == State::Lingering;
+    case State::AwaitingConnect:
+      return to == State::Admitting || to == State::Refusing;
+    case State::Admitting:
+      return to == State::Dialing || to == State::Refusing;
+    case State::Dialing:
+      return to == State::Streaming || to == State::Refusing;
+    case State::Streaming:
+      return to == State::Flushing || to == State::Lingering;
+    case State::Refusing:
+    case State::Flushing:
+      return to == State::Lingering;
+    case State::Lingering:
+    case State::Closed:
+      return false;
+  }
+  return false;
+}
+
+void Connection::transition(State to) {
+  assert(legalTransition(state_, to) && "illegal connection state transition");
+  if (!legalTransition(state_, to)) {
+    spdlog::error("connection {}: illegal transition {} -> {}", id_, stateName(state_),
+                  stateName(to));
+  }
+  state_ = to;
+}
+
+void Connection::onStreamEvent(Stream& stream, StreamEvent event) {
+  const bool client = &stream == client_.get();
+  switch (event) {
+    case StreamEvent::Connected:
+      dispatch(client ? Event::ClientConnected : Event::UpstreamConnected);
+      break;
+    case StreamEvent::Readable:
+      dispatch(client ? Event::ClientReadable : Event::UpstreamReadable);
+      break;
+    case StreamEvent::Drained:
+      dispatch(client ? Event::ClientDrained : Event::UpstreamDrained);
+      break;
+    case StreamEvent::Finished:
+      dispatch(client ? Event::ClientFinished : Event::UpstreamFinished);
+      break;
+    case StreamEvent::Closed:
+      dispatch(client ? Event::ClientClosed : Event::UpstreamClosed);
+      break;
+  }
+}
+
 void Connection::dispatch(Event event) {
+  if (event == Event::Shutdown && state_ != State::Closed) {
+    close("shutdown");
+  }
   switch (state_) {
     case State::Handshaking:
-      if (event == Event::HandshakeDone) {
-        onHandshakeDone();
-      } else if (event == Event::ClientClosed) {
-        onHandshakeFailed();
-      } else if (event == Event::DeadlineExpired) {
-        host_.metrics().handshakeFailed("timeout");
-        close("handshake_timeout");
-      } else if (event == Event::Shutdown) {
-        close("shutdown");
-      }
+      whileHandshaking(event);
       break;
     case State::AwaitingConnect:
-      if (event == Event::ClientReadable) {
-        readFirstPacket();
-      } else if (event == Event::ClientClosed) {
-        close("client_closed_before_connect");
-      } else if (event == Event::DeadlineExpired) {
-        host_.metrics().connectRefused("connect_timeout");
-        close("connect_timeout");
-      } else if (event == Event::Shutdown) {
-        close("shutdown");
-      }
+      whileAwaitingConnect(event);
+      break;
+    case State::Admitting:
+      whileAdmitting(event);
       break;
     case State::Dialing:
-      if (event == Event::UpstreamConnected) {
-        onUpstreamConnected();
-      } else if (event == Event::UpstreamClosed || event == Event::DeadlineExpired) {
-        std::string detail = event == Event::DeadlineExpired ? "broker connect timed out"
-                                                             : dialErrorText(upstream_.get());
-        host_.metrics().upstreamFailed(event == Event::DeadlineExpired ? "timeout" : "error");
-        upstream_.reset();
-        refuse(mqtt::Refusal::ServerUnavailable, level_, "broker_unavailable", detail);
-      } else if (event == Event::ClientClosed && !client_failed_) {
-        client_finished_ = true;  // what it sent still goes to the broker once connected
-      } else if (event == Event::ClientClosed) {
-        close("client_closed_before_connack");
-      } else if (event == Event::Shutdown) {
-        close("shutdown");
-      }
+      whileDialing(event);
       break;
     case State::Streaming:
-      if (event == Event::ClientReadable) {
-        forward(client_.get(), upstream_.get(), ops::Direction::ClientToBroker);
-      } else if (event == Event::UpstreamReadable) {
-        if (!assigned_client_id_ || rewriteBrokerConnack()) {
-          readMoreFromBroker();
-          forward(upstream_.get(), client_.get(), ops::Direction::BrokerToClient);
-        }
-      } else if (event == Event::ClientDrained) {
-        resumeReading(upstream_.get(), client_.get());
-      } else if (event == Event::UpstreamDrained) {
-        resumeReading(client_.get(), upstream_.get());
-      } else if (event == Event::ClientClosed) {
-        beginFlush(true, "client_closed", {});
-      } else if (event == Event::UpstreamClosed) {
-        beginFlush(false, "broker_closed", {});
-      } else if (event == Event::Shutdown) {
-        close("shutdown");
-      }
+      whileStreaming(event);
       break;
     case State::Refusing:
     case State::Flushing:
-      if (event == Event::ClientDrained && client_) {
-        flushedSide(client_.get());
-      } else if (event == Event::UpstreamDrained && upstream_) {
-        flushedSide(upstream_.get());
-      } else if (event == Event::ClientClosed || event == Event::UpstreamClosed ||
-                 event == Event::DeadlineExpired || event == Event::Shutdown) {
-        close(record_.close_reason, record_.detail);
-      }
+      whileFlushing(event);
       break;
     case State::Lingering:
-      if (event == Event::ClientReadable && client_) {
-        evbuffer* input = bufferevent_get_input(client_.get());
-        evbuffer_drain(input, evbuffer_get_length(input));
-      } else if (event == Event::UpstreamReadable && upstream_) {
-        evbuffer* input = bufferevent_get_input(upstream_.get());
-        evbuffer_drain(input, evbuffer_get_length(input));
-      } else if (event == Event::ClientClosed || event == Event::UpstreamClosed ||
-                 event == Event::DeadlineExpired || event == Event::Shutdown) {
-        close(record_.close_reason, record_.detail);
-      }
+      whileLingering(event);
       break;
     case State::Closed:
       break;
@@ -217,165 +155,119 @@ void Connection::dispatch(Event event) {
   }
 }
 
-void Connection::onHandshakeDone() {
-  SSL* ssl = bufferevent_openssl_get_ssl(client_.get());
-  auto facts = tls::describeSession(ssl);
-  record_.tls_version = facts.version;
-  record_.cipher = facts.cipher;
-  record_.resumed = facts.resumed;
-  host_.metrics().handshakeSucceeded(facts.version, facts.resumed);
-  if (X509* leaf = SSL_get0_peer_certificate(ssl)) {
-    auto identity = tls::extractPeerIdentity(leaf);
-    if (identity) {
-      peer_ = std::move(identity.value());
-    } else {
-      peer_error_ = identity.error().message;
+void Connection::whileHandshaking(Event event) {
+  if (event == Event::ClientConnected) {
+    onHandshakeDone();
+  } else if (event == Event::ClientClosed) {
+    auto failure = client_->handshakeFailure();
+    host_.metrics().handshakeFailed(failure.reason);
+    record_.close_reason = "handshake_failed";
+    record_.detail = client_->closeDetail();
+    // The alert is on its way: shut our side and let the client read it before we close.
+    transition(State::Lingering);
+    armDeadline(kLingerTimeout);
+    client_->finish();
+  } else if (event == Event::DeadlineExpired) {
+    host_.metrics().handshakeFailed("timeout");
+    close("handshake_timeout");
+  }
+}
+
+void Connection::whileAwaitingConnect(Event event) {
+  if (event == Event::ClientReadable) {
+    readFirstPacket();
+  } else if (event == Event::ClientClosed) {
+    if (client_->closeKind() == CloseKind::Clean) {
+      client_finished_ = true;  // a CONNECT sent just before the close still counts
+      readFirstPacket();
     }
-  }
-  state_ = State::AwaitingConnect;
-  auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::steady_clock::now() - accepted_at_);
-  auto remaining = host_.config().limits.connect_timeout - elapsed;
-  armDeadline(std::max(remaining, std::chrono::milliseconds(1)));
-  readFirstPacket();  // the CONNECT may have arrived with the handshake's last flight
-}
-
-void Connection::onHandshakeFailed() {
-  SSL* ssl = bufferevent_openssl_get_ssl(client_.get());
-  std::vector<unsigned long> errors;
-  while (unsigned long code = bufferevent_get_openssl_error(client_.get())) {
-    errors.push_back(code);
-  }
-  auto failure = tls::classifyHandshakeFailure(ssl, errors);
-  host_.metrics().handshakeFailed(failure.reason);
-  close("handshake_failed", failure.reason + ": " + failure.detail);
-}
-
-// Reads the first packet, which must be a CONNECT no larger than limits.max_connect_size.
-void Connection::readFirstPacket() {
-  evbuffer* input = bufferevent_get_input(client_.get());
-  std::size_t buffered = evbuffer_get_length(input);
-  if (buffered == 0) {
-    return;
-  }
-  const std::size_t limit = host_.config().limits.max_connect_size;
-  auto frame = peekBuffered(input, limit);
-  if (frame.status == mqtt::FrameStatus::NeedMore) {
-    return;
-  }
-  if (frame.status == mqtt::FrameStatus::Error) {
-    if (frame.error == mqtt::FrameError::TooLarge && frame.type == mqtt::PacketType::Connect) {
-      auto level = peekConnectLevel(contiguous(input, std::min<std::size_t>(buffered, 64)),
-                                    frame.header_size);
-      refuse(mqtt::Refusal::PacketTooLarge, level, "connect_too_large",
-             "CONNECT of " + std::to_string(frame.totalSize()) + " bytes exceeds " +
-                 std::to_string(limit));
-      return;
+    if (state_ == State::AwaitingConnect) {
+      close("client_closed_before_connect", client_->closeDetail());
     }
-    refuse(mqtt::Refusal::Malformed, std::nullopt, "malformed",
-           std::string(mqtt::frameErrorName(frame.error)));
-    return;
-  }
-  if (frame.type != mqtt::PacketType::Connect) {
-    refuse(mqtt::Refusal::ProtocolError, std::nullopt, "first_packet_not_connect",
-           "first packet has type " + std::to_string(static_cast<int>(frame.type)));
-    return;
-  }
-  auto decoded = mqtt::decodeConnect(contiguous(input, frame.totalSize()));
-  evbuffer_drain(input, frame.totalSize());
-  if (!decoded.ok()) {
-    refuse(decoded.error.refusal, decoded.error.level, "malformed_connect", decoded.error.detail);
-    return;
-  }
-  mqtt::ConnectPacket& connect = *decoded.packet;
-  level_ = connect.level;
-  if (auto max = connect.properties.find(mqtt::property::kMaximumPacketSize);
-      max != nullptr && max->raw.size() == 4) {
-    const auto* b = reinterpret_cast<const unsigned char*>(max->raw.data());
-    client_max_packet_size_ = (std::uint32_t{b[0]} << 24) | (b[1] << 16) | (b[2] << 8) | b[3];
-  }
-  if (!peer_error_.empty()) {
-    refuse(mqtt::Refusal::BadCredentials, level_, "bad_certificate_identity", peer_error_);
-    return;
-  }
-  auto decision =
-      identity::applyIdentityPolicy(host_.config().identity, peer_ ? &*peer_ : nullptr, connect);
-  record_.identity = decision.identity;
-  record_.client_id = connect.client_id;
-  record_.mqtt_level = static_cast<int>(connect.level);
-  if (!decision.accepted) {
-    refuse(decision.refusal, level_, "refused_" + std::string(mqtt::refusalName(decision.refusal)),
-           decision.reason);
-    return;
-  }
-  auto rewritten = mqtt::encodeConnect(connect);
-  if (!rewritten) {
-    refuse(mqtt::Refusal::PacketTooLarge, level_, "connect_too_large",
-           "rewritten CONNECT exceeds MQTT limits");
-    return;
-  }
-  assigned_client_id_ = decision.assigned_client_id;
-  acceptConnect(std::move(*rewritten));
-}
-
-// The CONNECT passed: stop reading the client (later packets wait in its buffer) and dial.
-void Connection::acceptConnect(std::vector<std::uint8_t> rewritten) {
-  pending_connect_ = std::move(rewritten);
-  bufferevent_disable(client_.get(), EV_READ);
-  std::string error;
-  upstream_ = dialUpstream(host_.base(), host_.dns(), host_.config().upstream, error);
-  if (!upstream_) {
-    host_.metrics().upstreamFailed("error");
-    refuse(mqtt::Refusal::ServerUnavailable, level_, "broker_unavailable", error);
-    return;
-  }
-  bufferevent_setcb(upstream_.get(), &Connection::onUpstreamRead, &Connection::onUpstreamWrite,
-                    &Connection::onUpstreamEvent, this);
-  bufferevent_enable(upstream_.get(), EV_READ | EV_WRITE);
-  state_ = State::Dialing;
-  armDeadline(host_.config().upstream.connect_timeout);
-}
-
-void Connection::onUpstreamConnected() {
-  evutil_socket_t fd = bufferevent_getfd(upstream_.get());
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  bufferevent_write(upstream_.get(), pending_connect_.data(), pending_connect_.size());
-  record_.bytes_from_client += pending_connect_.size();
-  host_.metrics().connectForwarded();
-  pending_connect_.clear();
-  pending_connect_.shrink_to_fit();
-  event_del(deadline_.get());
-  state_ = State::Streaming;
-  const std::size_t limit = host_.config().limits.buffer_limit;
-  bufferevent_setwatermark(upstream_.get(), EV_READ, 0, limit);
-  bufferevent_enable(client_.get(), EV_READ);
-  forward(client_.get(), upstream_.get(), ops::Direction::ClientToBroker);
-  if (client_finished_) {
-    beginFlush(true, "client_closed", {});
+  } else if (event == Event::DeadlineExpired) {
+    host_.metrics().connectRefused("connect_timeout");
+    close("connect_timeout");
   }
 }
 
-// Sends the CONNACK the client's version understands (or nothing, where the protocol says to
-// close silently), then closes once it is flushed.
-void Connection::refuse(mqtt::Refusal refusal, std::optional<mqtt::ProtocolLevel> level,
-                        const std::string& close_reason, const std::string& detail) {
-  host_.metrics().connectRefused(close_reason);
-  std::vector<std::uint8_t> connack;
-  if (level) {
-    connack = mqtt::encodeRefusal(*level, refusal, {}, client_max_packet_size_);
+void Connection::whileAdmitting(Event event) {
+  if (event == Event::ClientReadable) {
+    holdClientInput();
+  } else if (event == Event::Admitted) {
+    onVerdict();
+  } else if (event == Event::ClientClosed && client_->closeKind() == CloseKind::Clean) {
+    client_finished_ = true;  // what it sent still goes to the broker if admitted
+  } else if (event == Event::ClientClosed) {
+    pending_.reset();
+    close("client_closed_before_connack", client_->closeDetail());
+  } else if (event == Event::DeadlineExpired) {
+    pending_.reset();
+    refuse(mqtt::Refusal::ServerUnavailable, level_, "admission_timeout",
+           "no admission decision in time");
   }
-  if (connack.empty()) {
-    close(close_reason, detail);
-    return;
+}
+
+void Connection::whileDialing(Event event) {
+  if (event == Event::ClientReadable) {
+    holdClientInput();
+  } else if (event == Event::UpstreamConnected) {
+    onUpstreamConnected();
+  } else if (event == Event::UpstreamClosed || event == Event::DeadlineExpired) {
+    std::string detail =
+        event == Event::DeadlineExpired ? "broker connect timed out" : upstream_->closeDetail();
+    host_.metrics().upstreamFailed(event == Event::DeadlineExpired ? "timeout" : "error");
+    upstream_.reset();
+    refuse(mqtt::Refusal::ServerUnavailable, level_, "broker_unavailable", detail);
+  } else if (event == Event::ClientClosed && client_->closeKind() == CloseKind::Clean) {
+    client_finished_ = true;  // what it sent still goes to the broker once connected
+  } else if (event == Event::ClientClosed) {
+    close("client_closed_before_connack", client_->closeDetail());
   }
-  record_.close_reason = close_reason;
-  record_.detail = detail;
-  state_ = State::Refusing;
-  bufferevent_disable(client_.get(), EV_READ);
-  bufferevent_setwatermark(client_.get(), EV_WRITE, 0, 0);
-  bufferevent_write(client_.get(), connack.data(), connack.size());
-  armDeadline(kFlushTimeout);
+}
+
+void Connection::whileStreaming(Event event) {
+  switch (event) {
+    case Event::ClientReadable:
+      forwardFromClient();
+      break;
+    case Event::UpstreamReadable:
+      forwardFromBroker();
+      break;
+    case Event::ClientDrained:
+      resumeAfterDrain(*upstream_, *client_);
+      break;
+    case Event::UpstreamDrained:
+      resumeAfterDrain(*client_, *upstream_);
+      break;
+    case Event::ClientClosed:
+      beginFlush(true, "client_closed");
+      break;
+    case Event::UpstreamClosed:
+      beginFlush(false, "broker_closed");
+      break;
+    default:
+      break;
+  }
+}
+
+// Refusing and Flushing: the survivor's output drains; its stream then reports Finished.
+void Connection::whileFlushing(Event event) {
+  Stream* side = survivor();
+  if ((event == Event::ClientFinished && side == client_.get()) ||
+      (event == Event::UpstreamFinished && side == upstream_.get())) {
+    startLinger();
+  } else if (event == Event::ClientClosed || event == Event::UpstreamClosed) {
+    close(record_.close_reason, record_.detail);
+  } else if (event == Event::DeadlineExpired) {
+    onFlushDeadline();
+  }
+}
+
+void Connection::whileLingering(Event event) {
+  if (event == Event::ClientClosed || event == Event::UpstreamClosed ||
+      event == Event::DeadlineExpired) {
+    close(record_.close_reason, record_.detail);
+  }
 }
 
 void Connection::armDeadline(std::chrono::milliseconds after) {

@@ -1,24 +1,24 @@
-// Connection: one client, from accept to close, as an explicit state machine.
+// Connection: one client, from accept to close, as an explicit state machine over two streams
+// (net/stream.h): the client's TLS stream and, once admitted, the broker's stream. It never
+// touches sockets, OpenSSL or bufferevents itself.
 //
-//   Handshaking --TLS done--> AwaitingConnect --CONNECT accepted--> Dialing --broker up-->
-//   Streaming
-//        |                          |  \--refused--> Refusing --CONNACK flushed--> Lingering
-//        +--fail/timeout--> Closed  +--malformed/timeout--> (Refusing|Closed)
-//   Dialing --broker down/timeout--> Refusing (server unavailable)
-//   Streaming --either side closes--> Flushing --the other side drained--> Lingering --> Closed
-//   Refusing --CONNACK flushed--> Lingering --peer closed or 2 s--> Closed
+//   Handshaking --handshake done--> AwaitingConnect --CONNECT decoded--> Admitting
+//   Admitting --accepted--> Dialing --broker connected--> Streaming
+//   Streaming --either side closes--> Flushing --survivor flushed, write side shut--> Lingering
+//   AwaitingConnect/Admitting/Dialing --refused/malformed/broker down--> Refusing (CONNACK flushed)
+//   Refusing --> Lingering --peer closed or kLingerTimeout--> Closed
+//   Handshaking --handshake failed--> Lingering (the alert is read, not reset) --> Closed
+// Any state --Shutdown (drain deadline)--> Closed.
 //
-// Every libevent callback becomes an Event passed to dispatch(), the one place that decides.
-// The broker is dialled only after the handshake verified the client and the CONNECT passed the
-// identity policy. While streaming, bytes move between the two bufferevents untouched; a side
-// whose peer's output exceeds the buffer limit stops reading until that output drains.
+// Every stream callback, timer and late admission answer becomes an Event passed to dispatch(),
+// the one place that decides; transition() is the one place that changes state, and checks in
+// debug builds that each transition is legal. The broker is dialled only after the handshake
+// verified the client and the admission decider accepted its CONNECT.
 #pragma once
-
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,6 +26,10 @@
 #include "config/model.h"
 #include "mqtt/framer.h"
 #include "mqtt/packet.h"
+#include "net/admission.h"
+#include "net/client_stream.h"
+#include "net/packet_step.h"
+#include "net/upstream_stream.h"
 #include "ops/logging.h"
 #include "ops/metrics.h"
 #include "tls/context.h"
@@ -43,40 +47,44 @@ struct ConnectionHost {
   virtual evdns_base* dns() = 0;
   virtual const config::Config& config() const = 0;
   virtual ops::Metrics& metrics() = 0;
+  virtual AdmissionDecider& admission() = 0;
   // Called once, from dispatch(), when the connection reached Closed; the host destroys it.
   virtual void release(Connection* connection) = 0;
 };
 
-class Connection {
+class Connection final : public StreamObserver {
  public:
-  enum class State {
+  enum class State : std::uint8_t {
     Handshaking,      // TLS handshake running under the handshake deadline
     AwaitingConnect,  // TLS established; reading the first packet under the CONNECT deadline
+    Admitting,        // CONNECT decoded; waiting for the admission decision (own deadline)
     Dialing,          // CONNECT accepted and rewritten; connecting to the broker
-    Streaming,        // both sides open; bytes forwarded in both directions
-    Refusing,         // a refusing CONNACK is being flushed to the client, then close
-    Flushing,         // one side closed; flushing what it sent to the other side
-    Lingering,        // output flushed and write side shut; discarding input until the peer
-                      // closes (so unread bytes never turn the close into a data-losing RST)
+    Streaming,        // both sides open; bytes (or framed packets) forwarded both ways
+    Refusing,         // a refusing CONNACK (or nothing, for 3.x) is flushed to the client
+    Flushing,         // one side closed; what it sent is flushed to the other side
+    Lingering,        // the survivor's write side is shut; waiting for its peer to close
     Closed,           // resources released; the host destroys the object
   };
 
-  enum class Event {
-    HandshakeDone,
+  enum class Event : std::uint8_t {
+    ClientConnected,  // handshake done
     ClientReadable,
-    ClientDrained,  // client output fell to its low watermark
-    ClientClosed,   // EOF, error or handshake failure on the client side
+    ClientDrained,   // client output fell to its drain watermark
+    ClientFinished,  // client write side shut after our last byte
+    ClientClosed,    // EOF, error or handshake failure on the client side
     UpstreamConnected,
     UpstreamReadable,
     UpstreamDrained,
+    UpstreamFinished,
     UpstreamClosed,  // EOF or error on the broker side (including a failed dial)
+    Admitted,        // the admission decider answered later (verdict_ holds the answer)
     DeadlineExpired,
     Shutdown,  // the drain deadline passed: close now
   };
 
   Connection(ConnectionHost& host, std::uint64_t id, std::string listener_name,
-             tls::TlsContextPtr tls, int fd, const sockaddr* peer, int peer_len);
-  ~Connection();
+             tls::TlsContextPtr tls, int fd, const sockaddr* peer);
+  ~Connection() override;
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
@@ -87,60 +95,83 @@ class Connection {
 
   State state() const { return state_; }
   std::uint64_t id() const { return id_; }
+  const ops::AccessRecord& record() const { return record_; }
+
+  static std::string_view stateName(State state);
+  static bool legalTransition(State from, State to);
 
  private:
-  // How long a closing side may take to flush what is owed to it.
-  static constexpr std::chrono::seconds kFlushTimeout{5};
+  // How long a closing side may go without any byte drained before it is given up.
+  static constexpr std::chrono::seconds kFlushIdleTimeout{5};
   // How long a closing connection waits for its peer to close after our last byte.
   static constexpr std::chrono::seconds kLingerTimeout{2};
   // Broker-to-client bytes gathered per read event (four full TLS records).
   static constexpr std::size_t kCoalesceBytes = 64 * 1024;
+  // A broker CONNACK larger than this is not a CONNACK we can trust.
+  static constexpr std::size_t kMaxBrokerConnack = 64 * 1024;
 
-  static mqtt::FrameResult peekBuffered(evbuffer* input, std::size_t limit);
+  void onStreamEvent(Stream& stream, StreamEvent event) override;
+  void transition(State to);
+
+  // Per-state handlers, called only by dispatch().
+  void whileHandshaking(Event event);
+  void whileAwaitingConnect(Event event);
+  void whileAdmitting(Event event);
+  void whileDialing(Event event);
+  void whileStreaming(Event event);
+  void whileFlushing(Event event);
+  void whileLingering(Event event);
+
+  // Admission (connection_admit.cc).
   void onHandshakeDone();
-  void onHandshakeFailed();
   void readFirstPacket();
-  void acceptConnect(std::vector<std::uint8_t> rewritten);
+  void admit(mqtt::ConnectPacket connect);
+  void holdClientInput();
+  void onVerdict();
+  void dial();
   void onUpstreamConnected();
   void refuse(mqtt::Refusal refusal, std::optional<mqtt::ProtocolLevel> level,
               const std::string& close_reason, const std::string& detail);
-  void forward(bufferevent* from, bufferevent* to, ops::Direction direction);
-  bool rewriteBrokerConnack();
-  void resumeReading(bufferevent* reader, bufferevent* writer);
-  void beginFlush(bool client_side_closed, const std::string& reason, const std::string& detail);
-  void flushedSide(bufferevent* writer);
-  void startLinger(bufferevent* survivor);
-  void armDeadline(std::chrono::milliseconds after);
-  void close(const std::string& reason, const std::string& detail = {});
-  void releaseClient();
-  SSL* sendCloseNotify();
-  void readMoreFromBroker();
 
-  static void onClientRead(bufferevent* bev, void* self);
-  static void onClientWrite(bufferevent* bev, void* self);
-  static void onClientEvent(bufferevent* bev, short what, void* self);
-  static void onUpstreamRead(bufferevent* bev, void* self);
-  static void onUpstreamWrite(bufferevent* bev, void* self);
-  static void onUpstreamEvent(bufferevent* bev, short what, void* self);
-  static void onDeadline(evutil_socket_t, short, void* self);
+  // Streaming and closing (connection_stream.cc).
+  void forwardFromClient();
+  void forwardFromBroker();
+  bool forwardFramed(std::size_t limit);
+  void endForPacket(std::uint8_t reason_code, const std::string& detail);
+  bool rewriteBrokerConnack();
+  void moveToBroker(std::size_t bytes);
+  void applyBackPressure(Stream& from, Stream& to);
+  void resumeAfterDrain(Stream& reader, Stream& writer);
+  void beginFlush(bool client_side_closed, const std::string& reason);
+  void finishSurvivor(Stream& survivor, State state);
+  void onFlushDeadline();
+  void startLinger();
+  void close(const std::string& reason, const std::string& detail = {});
+
+  void armDeadline(std::chrono::milliseconds after);
+  Stream* survivor() const;
 
   ConnectionHost& host_;
   const std::uint64_t id_;
   const std::string listener_name_;
   tls::TlsContextPtr tls_;  // the snapshot this connection started with
   State state_ = State::Handshaking;
-  BufferEventPtr client_;
-  BufferEventPtr upstream_;
+  std::unique_ptr<ClientTlsStream> client_;
+  std::unique_ptr<UpstreamStream> upstream_;
   EventPtr deadline_;
   std::chrono::steady_clock::time_point accepted_at_;
   std::optional<tls::PeerIdentity> peer_;
   std::string peer_error_;  // why a presented certificate gave no usable identity
   std::optional<mqtt::ProtocolLevel> level_;
+  std::unique_ptr<PendingAdmission> pending_;  // a decision that will arrive later
+  std::optional<Verdict> verdict_;             // the decision, once it arrived
+  bool deciding_ = false;                      // inside decide(): answers are kept, not dispatched
+  std::vector<std::uint8_t> pending_connect_;  // rewritten CONNECT awaiting the dial
   std::optional<std::string> assigned_client_id_;  // MQTT 5: add to the broker's CONNACK
-  std::vector<std::uint8_t> pending_connect_;      // rewritten CONNECT awaiting the dial
   std::uint32_t client_max_packet_size_ = 0;
-  bool client_finished_ = false;  // the client closed cleanly while the broker was dialled
-  bool client_failed_ = false;    // the client side reported an error (not a clean EOF)
+  std::unique_ptr<PacketStep> step_;  // framed client-to-broker streaming when set
+  bool client_finished_ = false;      // the client closed cleanly before streaming began
+  std::size_t flush_mark_ = 0;        // survivor's output size at the last flush check
   ops::AccessRecord record_;
 };
 

@@ -1,108 +1,145 @@
-// Connection, second half: moving bytes while streaming, flushing on close, and the libevent
-// callbacks that turn into dispatch() events.
+// Connection, third part: moving bytes while streaming (byte for byte, or framed through a
+// PacketStep), back-pressure, and the close sequence (flush, shut the write side, linger).
 #include <event2/buffer.h>
-#include <event2/bufferevent_ssl.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <spdlog/spdlog.h>
-#include <sys/socket.h>
 
+#include <algorithm>
 #include <span>
 
-#include "mqtt/framer.h"
 #include "mqtt/replies.h"
 #include "net/connection.h"
 
 namespace mqtls::net {
 namespace {
 
-// A broker CONNACK larger than this is not a CONNACK we can trust.
-constexpr std::size_t kMaxBrokerConnack = 64 * 1024;
+std::span<const std::uint8_t> contiguous(evbuffer* buffer, std::size_t size) {
+  auto* data = evbuffer_pullup(buffer, static_cast<ev_ssize_t>(size));
+  return {data, data == nullptr ? 0 : size};
+}
+
+// peekFrame over an evbuffer: linearizes only the fixed header, then the whole packet once it has
+// all arrived, so a large body is never copied before it is complete.
+mqtt::FrameResult peekBuffered(evbuffer* input, std::size_t limit) {
+  std::size_t buffered = evbuffer_get_length(input);
+  auto frame = mqtt::peekFrame(contiguous(input, std::min<std::size_t>(buffered, 5)), limit);
+  if (frame.status == mqtt::FrameStatus::NeedMore && frame.header_size != 0 &&
+      buffered >= frame.totalSize()) {
+    frame = mqtt::peekFrame(contiguous(input, frame.totalSize()), limit);
+  }
+  return frame;
+}
 
 }  // namespace
 
-// Moves everything `from` has received into `to`'s output. If `to` is not keeping up, `from`
-// stops reading until `to` drains to half the limit (see resumeReading), which bounds memory.
-void Connection::forward(bufferevent* from, bufferevent* to, ops::Direction direction) {
-  evbuffer* input = bufferevent_get_input(from);
-  std::size_t moved = evbuffer_get_length(input);
+// Client to broker. Byte for byte unless a PacketStep is set, then packet by packet.
+void Connection::forwardFromClient() {
+  if (step_) {
+    forwardFramed(host_.config().limits.buffer_limit);
+    return;
+  }
+  const std::size_t moved = evbuffer_get_length(client_->input());
   if (moved == 0) {
     return;
   }
-  evbuffer* output = bufferevent_get_output(to);
-  evbuffer_add_buffer(output, input);
-  if (direction == ops::Direction::BrokerToClient) {
-    // bufferevent_openssl writes one TLS record per buffer chunk: make the chunk large, so the
-    // client gets full-size records rather than one record (and one syscall) per 4 KiB read.
-    evbuffer_pullup(output,
-                    static_cast<ev_ssize_t>(std::min(evbuffer_get_length(output), kCoalesceBytes)));
-  }
-  host_.metrics().bytesForwarded(direction, moved);
-  if (direction == ops::Direction::ClientToBroker) {
-    record_.bytes_from_client += moved;
-  } else {
-    record_.bytes_from_broker += moved;
-  }
-  const std::size_t limit = host_.config().limits.buffer_limit;
-  if (evbuffer_get_length(output) >= limit) {
-    bufferevent_disable(from, EV_READ);
-    bufferevent_setwatermark(to, EV_WRITE, limit / 2, 0);
-  }
+  evbuffer_add_buffer(upstream_->output(), client_->input());
+  moveToBroker(moved);
+  applyBackPressure(*client_, *upstream_);
 }
 
-// libevent reads at most 4 KiB from a socket per readiness event. Reads what else the broker
-// has already sent (up to kCoalesceBytes) so it is forwarded in one piece. Stops at EAGAIN, EOF
-// or an error; the bufferevent sees EOF and errors itself on its next read.
-void Connection::readMoreFromBroker() {
-  if (evbuffer_get_length(bufferevent_get_output(client_.get())) >=
-      host_.config().limits.buffer_limit) {
-    return;  // the client is behind: do not read ahead of the pause
-  }
-  evbuffer* input = bufferevent_get_input(upstream_.get());
-  evutil_socket_t fd = bufferevent_getfd(upstream_.get());
-  std::size_t buffered = evbuffer_get_length(input);
-  while (buffered < kCoalesceBytes) {
-    int n = evbuffer_read(input, fd, static_cast<int>(kCoalesceBytes - buffered));
-    if (n <= 0) {
+void Connection::moveToBroker(std::size_t bytes) {
+  host_.metrics().bytesForwarded(ops::Direction::ClientToBroker, bytes);
+  record_.bytes_from_client += bytes;
+}
+
+// Cuts the client's input into whole packets and passes each through step_. Packets the step
+// does not want move without a copy. Stops at an incomplete packet or once the broker's output
+// holds `limit` bytes. Returns false when a packet was refused (the connection is ending).
+bool Connection::forwardFramed(std::size_t limit) {
+  evbuffer* input = client_->input();
+  evbuffer* output = upstream_->output();
+  while (evbuffer_get_length(output) < limit) {
+    auto frame = peekBuffered(input, mqtt::kMaxRemainingLength + 5);
+    if (frame.status == mqtt::FrameStatus::NeedMore) {
       break;
     }
-    buffered += static_cast<std::size_t>(n);
+    if (frame.status == mqtt::FrameStatus::Error) {
+      endForPacket(0x81, "malformed packet: " + std::string(mqtt::frameErrorName(frame.error)));
+      return false;
+    }
+    const std::size_t size = frame.totalSize();
+    StepResult step;
+    if (step_->wants(frame.type)) {
+      step = step_->onPacket(frame, contiguous(input, size));
+    }
+    switch (step.action) {
+      case StepAction::Forward:
+        evbuffer_remove_buffer(input, output, size);
+        break;
+      case StepAction::Replace:
+        evbuffer_drain(input, size);
+        evbuffer_add(output, step.bytes.data(), step.bytes.size());
+        break;
+      case StepAction::Drop:
+        evbuffer_drain(input, size);
+        break;
+      case StepAction::Close:
+        endForPacket(step.reason_code, step.detail);
+        return false;
+    }
+    moveToBroker(size);
   }
+  applyBackPressure(*client_, *upstream_);
+  return true;
 }
 
-// `writer` drained below its low watermark: the side feeding it may read again.
-void Connection::resumeReading(bufferevent* reader, bufferevent* writer) {
-  if ((bufferevent_get_enabled(reader) & EV_READ) != 0) {
+// A client packet the proxy will not forward: MQTT 5 clients get a DISCONNECT with the reason
+// code; what was forwarded before it still reaches the broker, which is then closed.
+void Connection::endForPacket(std::uint8_t reason_code, const std::string& detail) {
+  if (level_ == mqtt::ProtocolLevel::V5) {
+    auto disconnect = mqtt::encodeDisconnect(reason_code);
+    evbuffer_add(client_->output(), disconnect.data(), disconnect.size());
+  }
+  record_.close_reason = "packet_refused";
+  record_.detail = detail;
+  client_->forgetSession();
+  upstream_->finish();
+  finishSurvivor(*client_, State::Flushing);
+}
+
+// Broker to client: the CONNACK first (rewritten when the proxy assigned the client id), then
+// everything byte for byte, gathered into large pieces for full TLS records.
+void Connection::forwardFromBroker() {
+  if (assigned_client_id_ && !rewriteBrokerConnack()) {
     return;
   }
-  bufferevent_setwatermark(writer, EV_WRITE, 0, 0);
-  bufferevent_enable(reader, EV_READ);
-  // Data that arrived while paused is already buffered; move it now rather than wait for more.
-  if (reader == client_.get()) {
-    forward(client_.get(), upstream_.get(), ops::Direction::ClientToBroker);
-  } else if (!assigned_client_id_) {
-    forward(upstream_.get(), client_.get(), ops::Direction::BrokerToClient);
+  if (client_->outputSize() < host_.config().limits.buffer_limit) {
+    upstream_->readAhead(kCoalesceBytes);  // do not read ahead of a pause
   }
+  const std::size_t moved = evbuffer_get_length(upstream_->input());
+  if (moved == 0) {
+    return;
+  }
+  evbuffer_add_buffer(client_->output(), upstream_->input());
+  client_->outputAppended();
+  host_.metrics().bytesForwarded(ops::Direction::BrokerToClient, moved);
+  record_.bytes_from_broker += moved;
+  applyBackPressure(*upstream_, *client_);
 }
 
 // MQTT 5, client id filled in by the proxy: the broker's CONNACK must carry it as Assigned Client
-// Identifier. AUTH packets before it (enhanced authentication) pass untouched, and a CONNACK
-// that refuses or does not decode as MQTT 5 passes unchanged, so the client still gets the
-// broker's answer. Returns true once the CONNACK has been passed on (streaming may continue),
-// false while it is incomplete or when the connection was closed.
+// Identifier, within the client's Maximum Packet Size. AUTH packets before it pass untouched; a
+// CONNACK that refuses or does not decode passes unchanged. Returns true once the CONNACK has
+// been passed on, false while it is incomplete or when the connection was closed.
 bool Connection::rewriteBrokerConnack() {
-  evbuffer* input = bufferevent_get_input(upstream_.get());
-  evbuffer* output = bufferevent_get_output(client_.get());
+  evbuffer* input = upstream_->input();
+  evbuffer* output = client_->output();
   for (;;) {
     auto frame = peekBuffered(input, kMaxBrokerConnack);
     if (frame.status == mqtt::FrameStatus::NeedMore) {
       return false;
     }
-    const bool connack =
-        frame.status == mqtt::FrameStatus::Frame && frame.type == mqtt::PacketType::Connack;
-    const bool auth =
-        frame.status == mqtt::FrameStatus::Frame && frame.type == mqtt::PacketType::Auth;
-    if (!connack && !auth) {
+    const bool ok = frame.status == mqtt::FrameStatus::Frame;
+    const bool connack = ok && frame.type == mqtt::PacketType::Connack;
+    if (!connack && !(ok && frame.type == mqtt::PacketType::Auth)) {
       close("broker_protocol_error", "broker's first packet is not a CONNACK");
       return false;
     }
@@ -110,17 +147,11 @@ bool Connection::rewriteBrokerConnack() {
     host_.metrics().bytesForwarded(ops::Direction::BrokerToClient, frame.totalSize());
     std::vector<std::uint8_t> rewritten;
     if (connack) {
-      auto* bytes = evbuffer_pullup(input, static_cast<ev_ssize_t>(frame.totalSize()));
-      auto decoded = mqtt::decodeConnack(mqtt::ProtocolLevel::V5, {bytes, frame.totalSize()});
-      if (decoded && decoded->reason_code < 0x80 &&
-          decoded->properties.find(mqtt::property::kAssignedClientIdentifier) == nullptr) {
-        decoded->properties.addString(mqtt::property::kAssignedClientIdentifier,
-                                      *assigned_client_id_);
-        rewritten = mqtt::encodeConnack(mqtt::ProtocolLevel::V5, *decoded);
-      }
+      rewritten = mqtt::addAssignedClientId(contiguous(input, frame.totalSize()),
+                                            *assigned_client_id_, client_max_packet_size_);
     }
     if (rewritten.empty()) {
-      evbuffer_remove_buffer(input, output, frame.totalSize());  // unchanged
+      evbuffer_remove_buffer(input, output, frame.totalSize());
     } else {
       evbuffer_drain(input, frame.totalSize());
       evbuffer_add(output, rewritten.data(), rewritten.size());
@@ -132,52 +163,89 @@ bool Connection::rewriteBrokerConnack() {
   }
 }
 
-// One side closed. What it sent is already moved to the other side; flush that, then close.
-void Connection::beginFlush(bool client_side_closed, const std::string& reason,
-                            const std::string& detail) {
-  if (client_side_closed) {
-    forward(client_.get(), upstream_.get(), ops::Direction::ClientToBroker);
-    releaseClient();
-  } else {
-    if (!assigned_client_id_) {
-      forward(upstream_.get(), client_.get(), ops::Direction::BrokerToClient);
-    }
-    upstream_.reset();
+// `to` is not keeping up: `from` stops reading until `to` drains to half the limit.
+void Connection::applyBackPressure(Stream& from, Stream& to) {
+  const std::size_t limit = host_.config().limits.buffer_limit;
+  if (to.outputSize() >= limit) {
+    from.pauseReading();
+    to.setDrainWatermark(limit / 2);
   }
-  bufferevent* survivor = client_side_closed ? upstream_.get() : client_.get();
-  record_.close_reason = reason;
-  record_.detail = detail;
-  if (evbuffer_get_length(bufferevent_get_output(survivor)) == 0) {
-    startLinger(survivor);
+}
+
+// `writer` drained below its watermark: `reader` may read again; what it holds moves now.
+void Connection::resumeAfterDrain(Stream& reader, Stream& writer) {
+  if (!reader.readingPaused()) {
     return;
   }
-  state_ = State::Flushing;
-  bufferevent_disable(survivor, EV_READ);
-  bufferevent_setwatermark(survivor, EV_WRITE, 0, 0);
-  armDeadline(kFlushTimeout);
-}
-
-void Connection::flushedSide(bufferevent* writer) {
-  if (evbuffer_get_length(bufferevent_get_output(writer)) == 0) {
-    startLinger(writer);
+  writer.setDrainWatermark(0);
+  reader.resumeReading();
+  if (&reader == client_.get()) {
+    forwardFromClient();
+  } else {
+    forwardFromBroker();
   }
 }
 
-// Everything owed to `survivor` has reached the kernel. Closing now with unread bytes in the
-// socket would send RST and could destroy that data in flight, so end the write side (TLS
-// close_notify first on the client), then discard what the peer still sends until it closes or
-// kLingerTimeout passes.
-void Connection::startLinger(bufferevent* survivor) {
-  if (survivor == client_.get()) {
-    sendCloseNotify();
+// One side closed. What it sent moves to the other side, which then flushes and finishes.
+void Connection::beginFlush(bool client_side_closed, const std::string& reason) {
+  record_.close_reason = reason;
+  if (client_side_closed) {
+    record_.detail = client_->closeDetail();
+    if (step_ == nullptr) {
+      forwardFromClient();
+    } else if (!forwardFramed(SIZE_MAX)) {
+      return;  // a packet was refused: the connection is closing that way
+    }
+    client_.reset();
+    finishSurvivor(*upstream_, State::Flushing);
+    return;
   }
-  ::shutdown(bufferevent_getfd(survivor), SHUT_WR);
-  state_ = State::Lingering;
-  bufferevent_disable(survivor, EV_WRITE);
-  bufferevent_enable(survivor, EV_READ);
-  evbuffer* input = bufferevent_get_input(survivor);
-  evbuffer_drain(input, evbuffer_get_length(input));
+  record_.detail = upstream_->closeDetail();
+  if (!assigned_client_id_ || rewriteBrokerConnack()) {
+    forwardFromBroker();
+  }
+  if (state_ != State::Closed) {
+    upstream_.reset();
+    finishSurvivor(*client_, State::Flushing);
+  }
+}
+
+// Ends `survivor` gracefully; the connection waits in `state` (Refusing or Flushing) for its
+// Finished event, giving up only when its output stops draining for kFlushIdleTimeout.
+void Connection::finishSurvivor(Stream& survivor, State state) {
+  transition(state);
+  flush_mark_ = survivor.outputSize();
+  armDeadline(kFlushIdleTimeout);
+  survivor.finish();  // may report Finished on a later loop turn, never from inside
+}
+
+// The flush deadline is an idle deadline: a slow but steady reader keeps it from firing.
+void Connection::onFlushDeadline() {
+  Stream* side = survivor();
+  const std::size_t now = side != nullptr ? side->outputSize() : 0;
+  if (side != nullptr && now < flush_mark_) {
+    flush_mark_ = now;
+    armDeadline(kFlushIdleTimeout);
+    return;
+  }
+  close(record_.close_reason, "flush stalled; " + record_.detail);
+}
+
+void Connection::startLinger() {
+  transition(State::Lingering);
+  Stream* side = survivor();
+  if (side == nullptr || side->closeKind() != CloseKind::None) {
+    close(record_.close_reason, record_.detail);  // the peer has already closed
+    return;
+  }
   armDeadline(kLingerTimeout);
+}
+
+Stream* Connection::survivor() const {
+  if (client_ && upstream_) {
+    return client_.get();  // refusing or closing a framed stream: the client is the one told
+  }
+  return client_ ? static_cast<Stream*>(client_.get()) : upstream_.get();
 }
 
 // Releases both sides and the timer, counts and logs the connection. Idempotent.
@@ -185,9 +253,10 @@ void Connection::close(const std::string& reason, const std::string& detail) {
   if (state_ == State::Closed) {
     return;
   }
-  state_ = State::Closed;
+  transition(State::Closed);
+  pending_.reset();
   upstream_.reset();
-  releaseClient();
+  client_.reset();
   if (deadline_) {
     event_del(deadline_.get());
   }
@@ -198,74 +267,6 @@ void Connection::close(const std::string& reason, const std::string& detail) {
           .count();
   host_.metrics().connectionClosed(reason);
   ops::logAccess(record_);
-}
-
-// Frees the client side. After a clean TLS session it first sends close_notify and marks the
-// session shut down: libevent frees the SSL without SSL_shutdown, and OpenSSL would otherwise
-// drop the session from the cache, so the client could never resume it.
-void Connection::releaseClient() {
-  if (!client_) {
-    return;
-  }
-  if (SSL* ssl = sendCloseNotify()) {
-    SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
-  }
-  client_.reset();
-}
-
-// Sends close_notify once, on a client TLS session that finished its handshake without error.
-// Returns that session, or nullptr when it is not clean (and must not be resumed).
-SSL* Connection::sendCloseNotify() {
-  SSL* ssl = bufferevent_openssl_get_ssl(client_.get());
-  if (ssl == nullptr || client_failed_ || !SSL_is_init_finished(ssl)) {
-    return nullptr;
-  }
-  if ((SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN) == 0) {
-    SSL_shutdown(ssl);
-    ERR_clear_error();
-  }
-  return ssl;
-}
-
-void Connection::onClientRead(bufferevent*, void* self) {
-  static_cast<Connection*>(self)->dispatch(Event::ClientReadable);
-}
-
-void Connection::onClientWrite(bufferevent*, void* self) {
-  static_cast<Connection*>(self)->dispatch(Event::ClientDrained);
-}
-
-void Connection::onClientEvent(bufferevent*, short what, void* self) {
-  auto* connection = static_cast<Connection*>(self);
-  if ((what & BEV_EVENT_CONNECTED) != 0) {
-    connection->dispatch(Event::HandshakeDone);
-  } else if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) != 0) {
-    if (connection->state_ != State::Lingering) {  // a reset answering our close is normal
-      connection->client_failed_ = (what & BEV_EVENT_ERROR) != 0;
-    }
-    connection->dispatch(Event::ClientClosed);
-  }
-}
-
-void Connection::onUpstreamRead(bufferevent*, void* self) {
-  static_cast<Connection*>(self)->dispatch(Event::UpstreamReadable);
-}
-
-void Connection::onUpstreamWrite(bufferevent*, void* self) {
-  static_cast<Connection*>(self)->dispatch(Event::UpstreamDrained);
-}
-
-void Connection::onUpstreamEvent(bufferevent*, short what, void* self) {
-  auto* connection = static_cast<Connection*>(self);
-  if ((what & BEV_EVENT_CONNECTED) != 0) {
-    connection->dispatch(Event::UpstreamConnected);
-  } else if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) != 0) {
-    connection->dispatch(Event::UpstreamClosed);
-  }
-}
-
-void Connection::onDeadline(evutil_socket_t, short, void* self) {
-  static_cast<Connection*>(self)->dispatch(Event::DeadlineExpired);
 }
 
 }  // namespace mqtls::net

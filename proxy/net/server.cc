@@ -5,7 +5,7 @@
 
 #include <csignal>
 
-#include "net/upstream.h"
+#include "net/upstream_stream.h"
 
 namespace mqtls::net {
 

@@ -23,36 +23,64 @@ timeval toTimeval(std::chrono::milliseconds ms) {
                  static_cast<suseconds_t>((ms.count() % 1000) * 1000)};
 }
 
-// A bound, listening, non-blocking socket with SO_REUSEPORT, or a message saying why not.
-Result<evutil_socket_t> bindSocket(const config::Listener& listener) {
+// The address a listener binds, or a message saying why it is not one.
+Result<std::pair<sockaddr_storage, socklen_t>> listenAddress(const config::Listener& listener) {
   sockaddr_storage storage{};
-  socklen_t len = 0;
   auto* v4 = reinterpret_cast<sockaddr_in*>(&storage);
   auto* v6 = reinterpret_cast<sockaddr_in6*>(&storage);
   if (inet_pton(AF_INET, listener.bind_address.c_str(), &v4->sin_addr) == 1) {
     v4->sin_family = AF_INET;
     v4->sin_port = htons(listener.port);
-    len = sizeof *v4;
-  } else if (inet_pton(AF_INET6, listener.bind_address.c_str(), &v6->sin6_addr) == 1) {
+    return std::pair{storage, socklen_t{sizeof *v4}};
+  }
+  if (inet_pton(AF_INET6, listener.bind_address.c_str(), &v6->sin6_addr) == 1) {
     v6->sin6_family = AF_INET6;
     v6->sin6_port = htons(listener.port);
-    len = sizeof *v6;
-  } else {
-    return Error{"listener '" + listener.name + "': bad bind address '" + listener.bind_address +
-                 "'"};
+    return std::pair{storage, socklen_t{sizeof *v6}};
   }
-  evutil_socket_t fd = socket(storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  return Error{"listener '" + listener.name + "': bad bind address '" + listener.bind_address +
+               "'"};
+}
+
+std::string cannotListen(const config::Listener& listener, int err) {
+  return "listener '" + listener.name + "': cannot listen on " + listener.bind_address + " port " +
+         std::to_string(listener.port) + ": " + std::strerror(err) +
+         (err == EADDRINUSE ? " (address in use: another process listens on this port)" : "");
+}
+
+// A bound, listening, non-blocking socket with SO_REUSEPORT, or a message saying why not.
+// SO_REUSEPORT lets the workers of this process share the port; it would also let a second
+// process join silently and take a share of the clients. So the first worker first binds the
+// address once without SO_REUSEPORT: that fails with EADDRINUSE whenever anything listens there.
+Result<evutil_socket_t> bindSocket(const config::Listener& listener, bool probe_exclusive) {
+  auto address = listenAddress(listener);
+  if (!address) {
+    return address.error();
+  }
+  auto* addr = reinterpret_cast<sockaddr*>(&address->first);
+  const int one = 1;
+  if (probe_exclusive) {
+    evutil_socket_t probe = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe >= 0) {
+      setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+      const int rc = bind(probe, addr, address->second);
+      const int err = errno;
+      ::close(probe);
+      if (rc != 0) {
+        return Error{cannotListen(listener, err)};
+      }
+    }
+  }
+  evutil_socket_t fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     return Error{"listener '" + listener.name + "': socket: " + std::strerror(errno)};
   }
-  int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&storage), len) != 0 || listen(fd, kBacklog) != 0) {
-    std::string error = std::strerror(errno);
+  if (bind(fd, addr, address->second) != 0 || listen(fd, kBacklog) != 0) {
+    const int err = errno;
     ::close(fd);
-    return Error{"listener '" + listener.name + "': cannot listen on " + listener.bind_address +
-                 " port " + std::to_string(listener.port) + ": " + error};
+    return Error{cannotListen(listener, err)};
   }
   return fd;
 }
@@ -61,7 +89,12 @@ Result<evutil_socket_t> bindSocket(const config::Listener& listener) {
 
 Worker::Worker(int index, const config::Config& config, ops::Metrics& metrics, ConnectionGate& gate,
                std::atomic<std::uint64_t>& ids)
-    : index_(index), config_(config), metrics_(metrics), gate_(gate), ids_(ids) {}
+    : index_(index),
+      config_(config),
+      metrics_(metrics),
+      gate_(gate),
+      ids_(ids),
+      decider_(config.identity) {}
 
 Result<std::unique_ptr<Worker>> Worker::create(int index, const config::Config& config,
                                                const std::vector<ListenerRuntime>& listeners,
@@ -110,7 +143,7 @@ Worker::~Worker() {
 }
 
 Status Worker::bindListener(const ListenerRuntime& listener) {
-  auto fd = bindSocket(*listener.settings);
+  auto fd = bindSocket(*listener.settings, index_ == 0);
   if (!fd) {
     return fd.error();
   }
@@ -172,7 +205,7 @@ void Worker::onAccept(const ListenerRuntime& listener, evutil_socket_t fd, socka
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   auto id = ids_.fetch_add(1, std::memory_order_relaxed) + 1;
   auto connection = std::make_unique<Connection>(*this, id, listener.settings->name,
-                                                 listener.contexts->current(), fd, addr, len);
+                                                 listener.contexts->current(), fd, addr);
   Connection* raw = connection.get();
   connections_.emplace(raw, std::move(connection));
   raw->start();

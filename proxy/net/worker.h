@@ -1,5 +1,6 @@
 // Worker: one event loop on one thread, with its own accepting socket per listener
-// (SO_REUSEPORT spreads new connections across workers) and the connections it accepted.
+// (SO_REUSEPORT spreads new connections across the workers of this process; a port another
+// process already listens on is refused at start, see bindSocket) and the connections it accepted.
 // Connections never move between workers, so nothing on the data path is shared but the
 // connection gate, the TLS context stores and the Metrics object, all thread-safe.
 #pragma once
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "config/model.h"
+#include "net/admission.h"
 #include "net/connection.h"
 #include "ops/metrics.h"
 #include "tls/context_store.h"
@@ -64,6 +66,7 @@ class Worker final : public ConnectionHost {
   evdns_base* dns() override;
   const config::Config& config() const override { return config_; }
   ops::Metrics& metrics() override { return metrics_; }
+  AdmissionDecider& admission() override { return decider_; }
   void release(Connection* connection) override;
 
  private:
@@ -92,6 +95,7 @@ class Worker final : public ConnectionHost {
   std::atomic<std::uint64_t>& ids_;
   EventBasePtr base_;
   DnsBasePtr dns_;
+  PolicyDecider decider_;
   std::vector<std::unique_ptr<Bound>> bound_;
   std::unordered_map<Connection*, std::unique_ptr<Connection>> connections_;
   EventPtr drain_request_;

@@ -2,7 +2,11 @@
 // line written per connection when it closes. Nothing logged here carries passwords or payloads.
 #pragma once
 
+#include <spdlog/formatter.h>
+#include <spdlog/logger.h>
+
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "config/model.h"
@@ -31,9 +35,18 @@ struct AccessRecord {
   std::string detail;        // e.g. the verify error; never secrets
 };
 
+// Writes the record's access line to the process-wide logger, in its configured format.
 void logAccess(const AccessRecord& record);
+// As above, to `logger`, as a JSON object (for the JSON formatter) or as key=value text.
+void logAccess(spdlog::logger& logger, const AccessRecord& record, bool json);
 
-// JSON string escaping (quotes not included), exposed for tests.
+// The formatter of log.format json: every line is exactly one JSON object whatever the message
+// holds (quotes, backslashes, control bytes, invalid UTF-8, a leading '{'); only logAccess's
+// records are merged into it as fields, all other messages become its "msg" string.
+std::unique_ptr<spdlog::formatter> makeJsonFormatter();
+
+// JSON string escaping (quotes not included): control bytes, U+2028 and U+2029 as escapes, and
+// every byte that is not part of well-formed UTF-8 as an escaped U+FFFD.
 std::string jsonEscape(const std::string& text);
 
 }  // namespace mqtls::ops

@@ -17,89 +17,144 @@ int protocolVersion(config::TlsVersion version) {
   return version == config::TlsVersion::Tls13 ? TLS1_3_VERSION : TLS1_2_VERSION;
 }
 
-// Collects problems as "key: message" so one create() call reports all of them.
-class Problems {
- public:
-  void add(const std::string& key, const std::string& message) {
-    text_ += (text_.empty() ? "" : "\n") + key + ": " + message;
-  }
-  void addSsl(const std::string& key, const std::string& message) {
-    add(key, message + ": " + takeOpenSslError());
-  }
-  bool empty() const { return text_.empty(); }
-  Error error() const { return Error{text_}; }
+void addError(BuildReport& report, std::string key, std::string message) {
+  report.errors.push_back(SettingProblem{std::move(key), std::move(message)});
+}
 
- private:
-  std::string text_;
-};
+// "'subject' in 'file'", for messages about one certificate of a file.
+std::string certificateIn(X509* cert, const std::string& file) {
+  return "'" + pem::subjectLine(cert) + "' in '" + file + "'";
+}
 
-// Installs the server chain and key; checks key/cert match, validity and chain linkage.
-void installIdentity(SSL_CTX* ctx, const config::TlsSettings& settings, Problems& problems) {
+// The chain order: certificate i+1 issued certificate i.
+void checkChainOrder(const std::vector<X509Ptr>& chain, const std::string& file,
+                     BuildReport& report) {
+  for (std::size_t i = 0; i + 1 < chain.size(); ++i) {
+    if (X509_check_issued(chain[i + 1].get(), chain[i].get()) != X509_V_OK) {
+      addError(report, "cert",
+               "certificate " + std::to_string(i + 2) + " of '" + file +
+                   "' did not issue certificate " + std::to_string(i + 1) +
+                   "; order the chain leaf first, each certificate followed by its issuer");
+    }
+  }
+}
+
+// Installs leaf and chain; OpenSSL refuses a certificate its security level rejects.
+void installChain(SSL_CTX* ctx, const std::vector<X509Ptr>& chain, const std::string& file,
+                  BuildReport& report) {
+  if (SSL_CTX_use_certificate(ctx, chain.front().get()) != 1) {
+    addError(report, "cert",
+             "OpenSSL refuses certificate " + certificateIn(chain.front().get(), file) + " (" +
+                 takeOpenSslError() +
+                 "); issue it with a stronger key or signature (e.g. EC P-256 or RSA 2048+, "
+                 "SHA-256)");
+  }
+  for (std::size_t i = 1; i < chain.size(); ++i) {
+    if (SSL_CTX_add1_chain_cert(ctx, chain[i].get()) != 1) {
+      addError(report, "cert",
+               "certificate " + std::to_string(i + 1) + " " + certificateIn(chain[i].get(), file) +
+                   " cannot be added to the chain (" + takeOpenSslError() +
+                   "); replace it with one OpenSSL accepts (e.g. EC P-256 or RSA 2048+, "
+                   "SHA-256) or remove it");
+    }
+  }
+}
+
+// Installs the server chain and key; checks key/cert match, validity and chain order.
+void installIdentity(SSL_CTX* ctx, const config::TlsSettings& settings, BuildReport& report) {
   auto chain = pem::readCertificates(settings.cert_file);
   auto key = pem::readPrivateKey(settings.key_file);
   if (!chain) {
-    problems.add("tls.cert", chain.error().message);
+    addError(
+        report, "cert",
+        chain.error().message + "; point 'cert' at the server certificate chain (PEM, leaf first)");
   }
   if (!key) {
-    problems.add("tls.key", key.error().message);
+    addError(report, "key",
+             key.error().message + "; point 'key' at the server's private key (PEM)");
   }
-  if (!chain || !key) {
+  if (!chain) {
     return;
   }
   X509* leaf = chain->front().get();
-  if (auto match = pem::checkKeyMatchesCertificate(leaf, key->get()); !match) {
-    problems.add("tls.key", match.error().message + " in '" + settings.cert_file + "'");
+  if (auto valid = pem::checkValidity(leaf, std::time(nullptr)); !valid) {
+    addError(report, "cert",
+             valid.error().message + " ('" + settings.cert_file +
+                 "'); renew it or point 'cert' at a currently valid certificate");
+  }
+  checkChainOrder(*chain, settings.cert_file, report);
+  installChain(ctx, *chain, settings.cert_file, report);
+  if (!key) {
     return;
   }
-  if (auto valid = pem::checkValidity(leaf, std::time(nullptr)); !valid) {
-    problems.add("tls.cert", valid.error().message + " ('" + settings.cert_file + "')");
+  if (auto match = pem::checkKeyMatchesCertificate(leaf, key->get()); !match) {
+    addError(report, "key",
+             match.error().message + " (first certificate of '" + settings.cert_file +
+                 "'); use the key the certificate was issued for");
+  } else if (SSL_CTX_use_PrivateKey(ctx, key->get()) != 1) {
+    addError(report, "key",
+             "OpenSSL refuses the private key in '" + settings.key_file + "' (" +
+                 takeOpenSslError() + "); use an EC P-256 or RSA 2048+ key");
   }
-  for (std::size_t i = 0; i + 1 < chain->size(); ++i) {
-    if (X509_check_issued((*chain)[i + 1].get(), (*chain)[i].get()) != X509_V_OK) {
-      problems.add("tls.cert", "certificate " + std::to_string(i + 2) + " in '" +
-                                   settings.cert_file + "' did not issue certificate " +
-                                   std::to_string(i + 1) + "; order the chain leaf first");
+}
+
+// The date an ASN1_TIME names, as "2021-01-01T00:00:00Z" (empty if it cannot be read).
+std::string isoDate(const ASN1_TIME* time) {
+  std::tm tm{};
+  if (time == nullptr || ASN1_TIME_to_tm(time, &tm) != 1) {
+    return {};
+  }
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return text;
+}
+
+// Adds the CRLs of settings.crl_files[index] to `store`; warns about one past its nextUpdate.
+void installCrlFile(X509_STORE* store, const config::TlsSettings& settings, std::size_t index,
+                    BuildReport& report) {
+  const std::string& file = settings.crl_files[index];
+  const std::string key = "crl[" + std::to_string(index) + "]";
+  auto crls = pem::readCrls(file);
+  if (!crls) {
+    addError(report, key, crls.error().message + "; point 'crl' at PEM CRLs from the client CAs");
+    return;
+  }
+  for (auto& crl : *crls) {
+    X509_STORE_add_crl(store, crl.get());
+    const ASN1_TIME* next = X509_CRL_get0_nextUpdate(crl.get());
+    if (next != nullptr && X509_cmp_current_time(next) < 0) {
+      report.warnings.push_back(SettingProblem{
+          key, "the CRL of '" + pem::issuerLine(crl.get()) + "' in '" + file +
+                   "' is past its nextUpdate (" + isoDate(next) +
+                   "): client certificates it covers are refused (CRL has expired) until it "
+                   "is replaced; fetch a current CRL from that CA"});
     }
   }
-  if (SSL_CTX_use_certificate(ctx, leaf) != 1) {
-    problems.addSsl("tls.cert", "certificate rejected");
-  }
-  for (std::size_t i = 1; i < chain->size(); ++i) {
-    SSL_CTX_add1_chain_cert(ctx, (*chain)[i].get());
-  }
-  if (SSL_CTX_use_PrivateKey(ctx, key->get()) != 1) {
-    problems.addSsl("tls.key", "private key rejected");
-  }
+  ERR_clear_error();
 }
 
 // Trust store for client certificates: CA bundle, CRLs and the verification mode.
 void installClientVerification(SSL_CTX* ctx, const config::TlsSettings& settings,
-                               Problems& problems) {
+                               BuildReport& report) {
   if (settings.client_auth == config::ClientAuth::None) {
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
     return;
   }
-  auto cas = pem::readCertificates(settings.client_ca_file);
-  if (!cas) {
-    problems.add("tls.client_ca", cas.error().message);
-    return;
-  }
   X509_STORE* store = SSL_CTX_get_cert_store(ctx);
-  STACK_OF(X509_NAME)* names = sk_X509_NAME_new_null();
-  for (auto& ca : *cas) {
-    X509_STORE_add_cert(store, ca.get());
-    sk_X509_NAME_push(names, X509_NAME_dup(X509_get_subject_name(ca.get())));
+  if (auto cas = pem::readCertificates(settings.client_ca_file); !cas) {
+    addError(report, "client_ca",
+             cas.error().message +
+                 "; point 'client_ca' at the CA certificates that issue client certificates");
+  } else {
+    STACK_OF(X509_NAME)* names = sk_X509_NAME_new_null();
+    for (auto& ca : *cas) {
+      X509_STORE_add_cert(store, ca.get());
+      sk_X509_NAME_push(names, X509_NAME_dup(X509_get_subject_name(ca.get())));
+    }
+    SSL_CTX_set_client_CA_list(ctx, names);
   }
-  SSL_CTX_set_client_CA_list(ctx, names);
-  for (const auto& crl_file : settings.crl_files) {
-    auto crls = pem::readCrls(crl_file);
-    if (!crls) {
-      problems.add("tls.crl", crls.error().message);
-      continue;
-    }
-    for (auto& crl : *crls) {
-      X509_STORE_add_crl(store, crl.get());
-    }
+  for (std::size_t i = 0; i < settings.crl_files.size(); ++i) {
+    installCrlFile(store, settings, i, report);
   }
   if (!settings.crl_files.empty()) {
     unsigned long flags = X509_V_FLAG_CRL_CHECK;
@@ -116,7 +171,19 @@ void installClientVerification(SSL_CTX* ctx, const config::TlsSettings& settings
   SSL_CTX_set_verify_depth(ctx, settings.verify_depth);
 }
 
-void installProtocolPolicy(SSL_CTX* ctx, const config::TlsSettings& settings, Problems& problems) {
+// Applies one algorithm list; an error names the key when OpenSSL accepts nothing in it.
+template <typename Apply>
+void applyList(SSL_CTX* ctx, const char* key, const std::string& value, Apply apply,
+               BuildReport& report) {
+  if (apply(ctx, value.c_str()) != 1) {
+    addError(report, key,
+             "OpenSSL accepts nothing in '" + value + "' (" + takeOpenSslError() +
+                 "); check the names, or use \"\" for the default");
+  }
+  ERR_clear_error();
+}
+
+void installProtocolPolicy(SSL_CTX* ctx, const config::TlsSettings& settings, BuildReport& report) {
   SSL_CTX_set_min_proto_version(ctx, protocolVersion(settings.min_version));
   SSL_CTX_set_max_proto_version(ctx, protocolVersion(settings.max_version));
   // A client that closes TCP without close_notify ends its session normally (MQTT is framed,
@@ -124,18 +191,52 @@ void installProtocolPolicy(SSL_CTX* ctx, const config::TlsSettings& settings, Pr
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
                                SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_IGNORE_UNEXPECTED_EOF);
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-  const std::string ciphers = settings.ciphers.empty() ? kDefaultTls12Ciphers : settings.ciphers;
-  if (SSL_CTX_set_cipher_list(ctx, ciphers.c_str()) != 1) {
-    problems.addSsl("tls.ciphers", "no usable TLS 1.2 cipher in '" + ciphers + "'");
+  applyList(ctx, "ciphers", settings.ciphers.empty() ? kDefaultTls12Ciphers : settings.ciphers,
+            SSL_CTX_set_cipher_list, report);
+  if (!settings.ciphersuites.empty()) {
+    applyList(ctx, "ciphersuites", settings.ciphersuites, SSL_CTX_set_ciphersuites, report);
   }
-  if (!settings.ciphersuites.empty() &&
-      SSL_CTX_set_ciphersuites(ctx, settings.ciphersuites.c_str()) != 1) {
-    problems.addSsl("tls.ciphersuites",
-                    "invalid TLS 1.3 ciphersuites '" + settings.ciphersuites + "'");
+  if (!settings.groups.empty()) {
+    applyList(
+        ctx, "groups", settings.groups,
+        [](SSL_CTX* c, const char* list) {
+          return static_cast<int>(SSL_CTX_set1_groups_list(c, list));
+        },
+        report);
   }
-  if (!settings.groups.empty() && SSL_CTX_set1_groups_list(ctx, settings.groups.c_str()) != 1) {
-    problems.addSsl("tls.groups", "invalid key-exchange groups '" + settings.groups + "'");
+}
+
+// Seconds since the epoch of an ASN1_TIME; false if it cannot be read.
+bool toEpoch(const ASN1_TIME* time, std::time_t& out) {
+  std::tm tm{};
+  if (time == nullptr || ASN1_TIME_to_tm(time, &tm) != 1) {
+    return false;
   }
+  out = timegm(&tm);
+  return true;
+}
+
+// Called as a new session enters the server cache (already inserted): caps its lifetime at the
+// client certificate's notAfter, so no session resumes past it. SSL_SESSION_set_timeout
+// re-sorts a cached session in OpenSSL 3.0. A session whose certificate has already expired,
+// or whose notAfter cannot be read, is removed at once. Returns 0: OpenSSL keeps no extra
+// reference.
+int capSessionLifetime(SSL* ssl, SSL_SESSION* session) {
+  X509* peer = SSL_SESSION_get0_peer(session);
+  if (peer == nullptr) {
+    return 0;
+  }
+  std::time_t not_after = 0;
+  const long created = SSL_SESSION_get_time(session);
+  if (!toEpoch(X509_get0_notAfter(peer), not_after) || not_after <= created) {
+    SSL_CTX_remove_session(SSL_get_SSL_CTX(ssl), session);
+    return 0;
+  }
+  const long remaining = static_cast<long>(not_after - created);
+  if (remaining < SSL_SESSION_get_timeout(session)) {
+    SSL_SESSION_set_timeout(session, remaining);
+  }
+  return 0;
 }
 
 // Stateful resumption: a server-side cache instead of stateless tickets, which would re-encrypt
@@ -152,6 +253,7 @@ void installSessionPolicy(SSL_CTX* ctx, const config::TlsSettings& settings) {
   SSL_CTX_sess_set_cache_size(ctx, static_cast<long>(settings.session_cache_size));
   SSL_CTX_set_timeout(ctx, static_cast<long>(settings.session_timeout.count() / 1000));
   SSL_CTX_set_num_tickets(ctx, 1);
+  SSL_CTX_sess_set_new_cb(ctx, &capSessionLifetime);
 }
 
 // ALPN protocol list in wire format (length-prefixed names).
@@ -166,19 +268,22 @@ std::vector<std::uint8_t> alpnWire(const std::vector<std::string>& protocols) {
 
 }  // namespace
 
-Result<TlsContextPtr> TlsContext::create(const config::TlsSettings& settings) {
+TlsContextPtr TlsContext::build(const config::TlsSettings& settings, BuildReport& report) {
   ERR_clear_error();
   SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
   if (!ctx) {
-    return Error{"cannot create TLS context: " + takeOpenSslError()};
+    addError(report, "cert",
+             "cannot create a TLS context (" + takeOpenSslError() + "); check memory limits");
+    return nullptr;
   }
-  Problems problems;
-  installProtocolPolicy(ctx.get(), settings, problems);
-  installIdentity(ctx.get(), settings, problems);
-  installClientVerification(ctx.get(), settings, problems);
+  const std::size_t errors_before = report.errors.size();
+  installProtocolPolicy(ctx.get(), settings, report);
+  installIdentity(ctx.get(), settings, report);
+  installClientVerification(ctx.get(), settings, report);
   installSessionPolicy(ctx.get(), settings);
-  if (!problems.empty()) {
-    return problems.error();
+  ERR_clear_error();
+  if (report.errors.size() != errors_before) {
+    return nullptr;
   }
   auto wire = alpnWire(settings.alpn);
   TlsContextPtr context(new TlsContext(std::move(ctx), settings, std::move(wire)));
@@ -187,6 +292,19 @@ Result<TlsContextPtr> TlsContext::create(const config::TlsSettings& settings) {
                                const_cast<TlsContext*>(context.get()));
   }
   return context;
+}
+
+Result<TlsContextPtr> TlsContext::create(const config::TlsSettings& settings) {
+  BuildReport report;
+  TlsContextPtr context = build(settings, report);
+  if (context) {
+    return context;
+  }
+  std::string text;
+  for (const auto& problem : report.errors) {
+    text += (text.empty() ? "" : "\n") + ("tls." + problem.key) + ": " + problem.message;
+  }
+  return Error{text};
 }
 
 TlsContext::TlsContext(SslCtxPtr ctx, config::TlsSettings settings,
@@ -224,6 +342,27 @@ SessionFacts describeSession(SSL* ssl) {
     facts.alpn.assign(reinterpret_cast<const char*>(alpn), alpn_len);
   }
   return facts;
+}
+
+bool peerCertificateCurrent(SSL* ssl) {
+  X509* peer = ssl != nullptr ? SSL_get0_peer_certificate(ssl) : nullptr;
+  if (peer == nullptr) {
+    return true;
+  }
+  // X509_cmp_current_time: -1 for a time at or before now, 1 after it, 0 if unreadable.
+  return X509_cmp_current_time(X509_get0_notBefore(peer)) < 0 &&
+         X509_cmp_current_time(X509_get0_notAfter(peer)) > 0;
+}
+
+void forgetSession(SSL* ssl) {
+  if (ssl == nullptr) {
+    return;
+  }
+  SSL_SESSION* session = SSL_get_session(ssl);
+  SSL_CTX* ctx = SSL_get_SSL_CTX(ssl);
+  if (session != nullptr && ctx != nullptr) {
+    SSL_CTX_remove_session(ctx, session);  // also marks the session not resumable
+  }
 }
 
 }  // namespace mqtls::tls

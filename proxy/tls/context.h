@@ -17,12 +17,34 @@ namespace mqtls::tls {
 class TlsContext;
 using TlsContextPtr = std::shared_ptr<const TlsContext>;
 
+// One problem with a listener's TLS settings, tagged with the settings key it concerns: "cert",
+// "key", "client_ca", "crl[<k>]" (k indexes TlsSettings::crl_files), "ciphers",
+// "ciphersuites" or "groups". The message says what is wrong and, after "; ", how to fix it.
+struct SettingProblem {
+  std::string key;
+  std::string message;
+};
+
+// Everything building a context found: errors (no context is built) and warnings (the context
+// works, but something in it needs attention soon, e.g. a CRL past its nextUpdate).
+struct BuildReport {
+  std::vector<SettingProblem> errors;
+  std::vector<SettingProblem> warnings;
+};
+
 class TlsContext {
  public:
-  // Builds and checks a context from validated settings: the key matches the leaf, the leaf is
-  // within its validity, the chain verifies against itself, CA and CRL files parse, cipher and
-  // group strings are accepted. On any failure returns every problem found, each naming the
-  // settings key and file; nothing partially built escapes.
+  // Builds and checks a context from settings. This is the one place that checks the TLS
+  // material: files readable and holding what their key promises; the key matches the leaf;
+  // the leaf is within its validity; the chain is in order (leaf first, each certificate
+  // followed by its issuer) and every certificate is accepted by OpenSSL's security level;
+  // CA and CRL files parse; CRLs are current (a warning); cipher, ciphersuite and group lists
+  // are accepted. Every problem found goes to `report`; returns the context, or nullptr when
+  // report.errors is not empty. Nothing partially built escapes.
+  static TlsContextPtr build(const config::TlsSettings& settings, BuildReport& report);
+
+  // As build(), with the errors as one message of "tls.<key>: message" lines; warnings are
+  // dropped.
   static Result<TlsContextPtr> create(const config::TlsSettings& settings);
 
   // A new server-side SSL bound to this context, or nullptr on allocation failure.
@@ -52,6 +74,14 @@ struct SessionFacts {
   std::string alpn;  // negotiated protocol or empty
 };
 SessionFacts describeSession(SSL* ssl);
+
+// True when `ssl` has no peer certificate, or its leaf is within notBefore..notAfter now. Cheap
+// (no allocation, no verification): meant for every resumed handshake and long-lived connection.
+bool peerCertificateCurrent(SSL* ssl);
+
+// Removes `ssl`'s session from its context's session cache, so it can never be resumed. Safe
+// with any SSL (null, before or after a failed handshake, without a session).
+void forgetSession(SSL* ssl);
 
 }  // namespace mqtls::tls
 

@@ -9,45 +9,15 @@
 
 #include <cstdio>
 #include <memory>
+#include <optional>
+#include <string>
+#include <utility>
 
 #include "util/openssl_ptr.h"
+#include "util/utf8.h"
 
 namespace mqtls::tls {
 namespace {
-
-// True if `text` is well-formed UTF-8 with no NUL, C0, DEL or C1 control characters.
-bool isCleanUtf8(std::string_view text) {
-  for (std::size_t i = 0; i < text.size();) {
-    auto lead = static_cast<unsigned char>(text[i]);
-    std::size_t extra = 0;
-    if (lead < 0x80) {
-      if (lead < 0x20 || lead == 0x7F) {
-        return false;
-      }
-    } else if (lead == 0xC2 && i + 1 < text.size() &&
-               static_cast<unsigned char>(text[i + 1]) < 0xA0) {
-      return false;  // U+0080..U+009F: C1 control characters
-    } else if (lead >= 0xC2 && lead <= 0xDF) {
-      extra = 1;
-    } else if (lead >= 0xE0 && lead <= 0xEF) {
-      extra = 2;
-    } else if (lead >= 0xF0 && lead <= 0xF4) {
-      extra = 3;
-    } else {
-      return false;
-    }
-    if (i + extra >= text.size() && extra > 0) {
-      return false;
-    }
-    for (std::size_t k = 1; k <= extra; ++k) {
-      if ((static_cast<unsigned char>(text[i + k]) & 0xC0) != 0x80) {
-        return false;
-      }
-    }
-    i += extra + 1;
-  }
-  return true;
-}
 
 std::string asn1StringToUtf8(const ASN1_STRING* value, bool& clean) {
   unsigned char* utf8 = nullptr;
@@ -58,18 +28,30 @@ std::string asn1StringToUtf8(const ASN1_STRING* value, bool& clean) {
   }
   std::string text(reinterpret_cast<char*>(utf8), static_cast<std::size_t>(len));
   OPENSSL_free(utf8);
-  if (!isCleanUtf8(text)) {
+  if (!utf8::isValid(text, utf8::kCertificate)) {
     clean = false;
   }
   return text;
 }
 
-std::string nameToRfc2253(const X509_NAME* name) {
+// The RFC 2253 form of `name`, or nullopt when it does not print completely (OpenSSL stops
+// half-way through, e.g. at a string that is not valid in its declared type) or prints with
+// anything but clean UTF-8 (invalid sequences, NUL, C0/C1 controls, DEL).
+std::optional<std::string> nameToRfc2253(const X509_NAME* name) {
   BioPtr bio(BIO_new(BIO_s_mem()));
-  X509_NAME_print_ex(bio.get(), name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+  if (!bio || X509_NAME_print_ex(bio.get(), name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) < 0) {
+    return std::nullopt;
+  }
   char* data = nullptr;
-  long len = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<std::size_t>(len));
+  const long len = BIO_get_mem_data(bio.get(), &data);
+  if (len < 0 || (len > 0 && data == nullptr)) {
+    return std::nullopt;
+  }
+  std::string text(data, static_cast<std::size_t>(len));
+  if (!utf8::isValid(text, utf8::kCertificate)) {
+    return std::nullopt;
+  }
+  return text;
 }
 
 std::string lastCommonName(const X509_NAME* name, bool& clean) {
@@ -154,8 +136,14 @@ Result<PeerIdentity> extractPeerIdentity(X509* leaf) {
   PeerIdentity identity;
   bool clean = true;
   identity.common_name = lastCommonName(X509_get_subject_name(leaf), clean);
-  identity.subject_dn = nameToRfc2253(X509_get_subject_name(leaf));
-  identity.issuer_dn = nameToRfc2253(X509_get_issuer_name(leaf));
+  auto subject = nameToRfc2253(X509_get_subject_name(leaf));
+  auto issuer = nameToRfc2253(X509_get_issuer_name(leaf));
+  if (!subject || !issuer) {
+    return Error{std::string("client certificate ") + (subject ? "issuer" : "subject") +
+                 " name does not print as clean UTF-8 (invalid string or control character)"};
+  }
+  identity.subject_dn = std::move(*subject);
+  identity.issuer_dn = std::move(*issuer);
   identity.serial_hex = serialHex(leaf);
   readSubjectAltNames(leaf, identity, clean);
   if (!clean) {

@@ -28,9 +28,10 @@ struct PeerIdentity {
   std::int64_t not_after = 0;
 };
 
-// Extracts the identity of `leaf`. Fails if the certificate cannot be encoded or a name holds
-// bytes that are not valid UTF-8 or contain NUL/control characters (such a value could smuggle
-// something past the broker, so the connection is refused rather than the value mangled).
+// Extracts the identity of `leaf`. Fails if the certificate cannot be encoded, a name holds
+// bytes that are not valid UTF-8 or contain NUL/control characters, or the subject or issuer DN
+// does not print completely as such clean UTF-8 (such a value could smuggle something past the
+// broker, or be a truncated DN, so the connection is refused rather than the value mangled).
 Result<PeerIdentity> extractPeerIdentity(X509* leaf);
 
 }  // namespace mqtls::tls

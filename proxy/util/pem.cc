@@ -3,7 +3,10 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -24,14 +27,22 @@ std::string takeOpenSslError(const char* fallback) {
 namespace pem {
 namespace {
 
-// Loads the whole file; fails with a message naming it.
+// Loads the whole file; fails with a message naming it (and the system's reason).
 Result<std::string> slurp(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return Result<std::string>::failure("'" + path + "' is a directory, not a file");
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return Result<std::string>::failure("cannot read file '" + path + "'");
+    return Result<std::string>::failure("cannot read file '" + path + "' (" + std::strerror(errno) +
+                                        ")");
   }
   std::ostringstream out;
   out << in.rdbuf();
+  if (in.bad()) {
+    return Result<std::string>::failure("cannot read file '" + path + "'");
+  }
   if (out.str().empty()) {
     return Result<std::string>::failure("file '" + path + "' is empty");
   }
@@ -131,12 +142,28 @@ Status checkValidity(X509* cert, std::time_t now) {
   return Status::success();
 }
 
-std::string subjectLine(X509* cert) {
+namespace {
+
+// The name on one line (RFC 2253); empty if it cannot be printed.
+std::string nameLine(const X509_NAME* name) {
   BioPtr bio(BIO_new(BIO_s_mem()));
-  X509_NAME_print_ex(bio.get(), X509_get_subject_name(cert), 0, XN_FLAG_RFC2253);
+  if (!bio || X509_NAME_print_ex(bio.get(), name, 0, XN_FLAG_RFC2253) < 0) {
+    ERR_clear_error();
+    return {};
+  }
   char* data = nullptr;
   long len = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<std::size_t>(len));
+  return len > 0 ? std::string(data, static_cast<std::size_t>(len)) : std::string();
+}
+
+}  // namespace
+
+std::string subjectLine(X509* cert) {
+  return nameLine(X509_get_subject_name(cert));
+}
+
+std::string issuerLine(X509_CRL* crl) {
+  return nameLine(X509_CRL_get_issuer(crl));
 }
 
 }  // namespace pem

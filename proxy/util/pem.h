@@ -30,4 +30,7 @@ Status checkValidity(X509* cert, std::time_t now);
 // Subject of the certificate, one line (RFC 2253), for messages.
 std::string subjectLine(X509* cert);
 
+// Issuer of the CRL, one line (RFC 2253), for messages.
+std::string issuerLine(X509_CRL* crl);
+
 }  // namespace mqtls::pem

@@ -1,15 +1,20 @@
 // Runs every file of a corpus directory through LLVMFuzzerTestOneInput, so the committed corpus
-// is checked on every build without libFuzzer. Exit 0 when all ran; 1 on a usage error, an
-// unreadable file, or an empty directory. An invariant violation aborts.
+// is checked on every build without libFuzzer, and checks the codec's verdict on each: a file
+// named bad_* must be rejected, every other file accepted. Exit 0 when all ran with the expected
+// verdict; 1 on a wrong verdict, a usage error, an unreadable file, or an empty directory. An
+// invariant violation aborts.
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <span>
+#include <string>
 #include <vector>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size);
+bool mqtlsCodecAccepts(std::span<const std::uint8_t> input);
 
 int main(int argc, char** argv) {
   if (argc != 2) {
@@ -23,6 +28,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::size_t count = 0;
+  std::size_t wrong = 0;
   for (const auto& entry : entries) {
     if (!entry.is_regular_file(error)) {
       continue;
@@ -36,6 +42,16 @@ int main(int argc, char** argv) {
                                           std::istreambuf_iterator<char>()};
     LLVMFuzzerTestOneInput(bytes.data(), bytes.size());
     ++count;
+    const bool bad = entry.path().filename().string().starts_with("bad_");
+    if (mqtlsCodecAccepts(bytes) == bad) {
+      std::cerr << entry.path() << ": expected the codec to " << (bad ? "reject" : "accept")
+                << " it\n";
+      ++wrong;
+    }
+  }
+  if (wrong != 0) {
+    std::cerr << wrong << " corpus files got the wrong verdict\n";
+    return 1;
   }
   if (count == 0) {
     std::cerr << argv[1] << ": no corpus files\n";

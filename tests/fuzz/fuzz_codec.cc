@@ -1,14 +1,17 @@
 // libFuzzer entry point for the MQTT codec. Any input must leave the codec well-behaved: no
-// out-of-bounds access, and every packet it accepts must survive encode/decode unchanged.
+// out-of-bounds access, every packet it accepts must survive encode/decode unchanged, and every
+// PUBLISH it rewrites must be accepted again and rewrite to the same bytes.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
+#include <optional>
 #include <span>
 
 #include "mqtt/connect.h"
 #include "mqtt/framer.h"
+#include "mqtt/publish.h"
 #include "mqtt/replies.h"
 
 namespace {
@@ -74,7 +77,75 @@ void checkConnack(std::span<const std::uint8_t> packet) {
   }
 }
 
+// rewritePublishV5 must agree with itself whatever the stamp and limit, and what it writes must
+// be a PUBLISH it accepts again and rewrites to the same bytes.
+void checkPublish(std::span<const std::uint8_t> packet) {
+  const PublishStamp identity{{"x-cert-cn", "x-a"}, {{"x-cert-cn", "device-001"}, {"x-a", ""}}};
+  const PublishStamp strip_only{{"x-cert-cn", "x-a"}, {}};
+  const bool malformed =
+      rewritePublishV5(packet, PublishStamp{}, 0).status == PublishRewriteStatus::Malformed;
+  for (std::uint32_t limit : {0u, 16u, 64u}) {
+    const PublishRewrite result = rewritePublishV5(packet, identity, limit);
+    check((result.status == PublishRewriteStatus::Malformed) == malformed,
+          "verdict depends on stamp");
+    check(result.status != PublishRewriteStatus::Unchanged, "stamp with additions left unchanged");
+    check(limit != 0 || result.status != PublishRewriteStatus::TooLarge, "TooLarge without limit");
+    if (result.status != PublishRewriteStatus::Rewritten) {
+      check(result.bytes.empty(), "bytes without a rewrite");
+      continue;
+    }
+    const FrameResult frame = peekFrame(result.bytes, std::numeric_limits<std::size_t>::max());
+    check(frame.status == FrameStatus::Frame && frame.totalSize() == result.bytes.size(),
+          "rewritten PUBLISH does not frame");
+    check(frame.type == PacketType::Publish, "rewritten packet is not a PUBLISH");
+    check(limit == 0 || result.bytes.size() <= limit, "rewritten PUBLISH over the limit");
+    const PublishRewrite again = rewritePublishV5(result.bytes, identity, limit);
+    check(again.status == PublishRewriteStatus::Rewritten && again.bytes == result.bytes,
+          "PUBLISH rewrite is not stable");
+  }
+  const PublishRewrite stripped = rewritePublishV5(packet, strip_only, 0);
+  if (stripped.status == PublishRewriteStatus::Rewritten) {
+    check(stripped.bytes.size() < packet.size(), "stripping grew the PUBLISH");
+  }
+}
+
 }  // namespace
+
+// The codec's verdict on a whole input, for the committed corpus: true when the input is one or
+// more complete frames and every frame the codec decodes decodes (CONNECT; CONNACK at 3.1.1 or
+// 5.0; PUBLISH as MQTT 5 unless an earlier CONNECT in the input gave another level).
+bool mqtlsCodecAccepts(std::span<const std::uint8_t> input) {
+  std::optional<ProtocolLevel> level;
+  if (input.empty()) {
+    return false;
+  }
+  while (!input.empty()) {
+    const FrameResult frame = peekFrame(input, std::numeric_limits<std::size_t>::max());
+    if (frame.status != FrameStatus::Frame) {
+      return false;
+    }
+    const auto packet = input.first(frame.totalSize());
+    if (frame.type == PacketType::Connect) {
+      const ConnectDecodeResult decoded = decodeConnect(packet);
+      if (!decoded.ok()) {
+        return false;
+      }
+      level = decoded.packet->level;
+    } else if (frame.type == PacketType::Connack) {
+      if (!decodeConnack(ProtocolLevel::V5, packet) &&
+          !decodeConnack(ProtocolLevel::V311, packet)) {
+        return false;
+      }
+    } else if (frame.type == PacketType::Publish &&
+               level.value_or(ProtocolLevel::V5) == ProtocolLevel::V5) {
+      if (rewritePublishV5(packet, {}, 0).status == PublishRewriteStatus::Malformed) {
+        return false;
+      }
+    }
+    input = input.subspan(frame.totalSize());
+  }
+  return true;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::span<const std::uint8_t> input(data, size);
@@ -89,6 +160,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       checkConnect(packet);
     } else if (frame.type == PacketType::Connack) {
       checkConnack(packet);
+    } else if (frame.type == PacketType::Publish) {
+      checkPublish(packet);
     }
   }
   // The whole input, whatever its framing, must be refused or accepted without harm.

@@ -87,15 +87,29 @@ def free_port(host: str = "127.0.0.1") -> int:
     raise RuntimeError("no free port found below the ephemeral range")
 
 
-def ipv6_loopback_available() -> bool:
+def ipv6_loopback_problem() -> str | None:
+    """None when a TCP connection over ::1 works here (bind, listen, connect, accept), else
+    what failed, with the error, for a skip reason that says why."""
     if not socket.has_ipv6:
-        return False
+        return "this Python was built without IPv6 support"
+    step = "socket(AF_INET6)"
     try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as server:
+            step = "bind(::1)"
+            server.bind(("::1", 0))
+            server.listen(1)
+            step = "connect to ::1"
+            with socket.create_connection(server.getsockname()[:2], timeout=5):
+                step = "accept on ::1"
+                server.settimeout(5)
+                server.accept()[0].close()
+        return None
+    except OSError as error:
+        return f"no usable IPv6 loopback: {step} failed: {error}"
+
+
+def ipv6_loopback_available() -> bool:
+    return ipv6_loopback_problem() is None
 
 
 def wait_until(predicate, timeout: float = WAIT, interval: float = 0.02, what: str = "condition"):
@@ -363,9 +377,13 @@ class Proxy(Process):
     """mqtls started from a config dict (or YAML text) written to the work directory."""
 
     def __init__(self, workdir: Path, config: dict | str, name: str = "mqtls",
-                 wait_ready: bool = True):
+                 wait_ready: bool = True, expected_exit: int = 0):
         self.workdir = workdir
         self.config = config
+        # The status the test expects mqtls to end with: 0 (stopped by SIGTERM at teardown if
+        # still running), or the non-zero status of a run that must fail by itself (a port in
+        # use, a bad configuration). Anything else fails the test (see stop_and_check).
+        self.expected_exit = expected_exit
         self.config_path = workdir / f"{name}.yaml"
         text = config if isinstance(config, str) else to_yaml(config)
         self.config_path.write_text(text)
@@ -424,8 +442,19 @@ class Proxy(Process):
         return wait_until(find, timeout, what=f"access line with {fields}")
 
 
-def run_mqtls(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([MQTLS_BIN, *args], capture_output=True, text=True, timeout=timeout)
+def run_mqtls(*args: str, timeout: float = 60,
+              expected_exit: int | None = None) -> subprocess.CompletedProcess:
+    """Runs mqtls to completion (--check, --version, a start that must fail). A crash (death by
+    a signal) always fails the caller, with the tail of stderr; so does any status other than
+    expected_exit when one is given."""
+    result = subprocess.run([MQTLS_BIN, *args], capture_output=True, text=True, timeout=timeout)
+    unexpected = expected_exit is not None and result.returncode != expected_exit
+    if result.returncode < 0 or unexpected:
+        wanted = "" if expected_exit is None else f"; expected {describe_status(expected_exit)}"
+        tail = "\n".join(result.stderr.splitlines()[-LOG_TAIL_LINES:])
+        raise AssertionError(f"mqtls {' '.join(args)}: {describe_status(result.returncode)}"
+                             f"{wanted}; last lines of its stderr:\n{tail}")
+    return result
 
 
 # ----------------------------------------------------------------------------------------------
@@ -760,12 +789,22 @@ class RawClient:
                  server_name: str = "localhost", timeout: float = WAIT,
                  min_version: ssl.TLSVersion | None = None,
                  max_version: ssl.TLSVersion | None = None,
-                 session: ssl.SSLSession | None = None, alpn: list[str] | None = None):
+                 session: ssl.SSLSession | None = None, alpn: list[str] | None = None,
+                 rcvbuf: int | None = None):
+        """rcvbuf: SO_RCVBUF set before connecting, so the kernel advertises a small window
+        and mqtls's sends to this client fill its socket buffer quickly."""
         context = client_context(identity, min_version, max_version,
                                  tuple(alpn) if alpn else None)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        raw = socket.create_connection((host, port), timeout=timeout) if family == socket.AF_INET \
-            else socket.create_connection((host, port, 0, 0), timeout=timeout)
+        raw = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            if rcvbuf:
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            raw.settimeout(timeout)
+            raw.connect((host, port))
+        except BaseException:
+            raw.close()
+            raise
         try:
             # Unclean closes (no close_notify) raise instead of reading as EOF: see close_error.
             self.sock = context.wrap_socket(raw, server_hostname=server_name, session=session,
@@ -860,7 +899,7 @@ class RawClient:
 def raw_session(port: int, level: int = 4, client_id: str = "raw", **kwargs) -> RawClient:
     """A RawClient that sent a CONNECT and got a successful CONNACK."""
     tls_keys = ("identity", "host", "server_name", "timeout", "min_version", "max_version",
-                "session", "alpn")
+                "session", "alpn", "rcvbuf")
     client = RawClient(port, **{k: v for k, v in kwargs.items() if k in tls_keys})
     connect_kwargs = {k: v for k, v in kwargs.items() if k not in tls_keys}
     client.send(connect_packet(level=level, client_id=client_id, **connect_kwargs))
@@ -869,6 +908,134 @@ def raw_session(port: int, level: int = 4, client_id: str = "raw", **kwargs) -> 
         client.close()
         raise AssertionError(f"CONNACK code {ack['code']}")
     return client
+
+
+def plain_session(port: int, client_id: str, username: str | None = None,
+                  level: int = 4) -> socket.socket:
+    """A plain TCP MQTT session straight to the broker (not through mqtls), after a successful
+    CONNACK. The caller closes the socket."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+    try:
+        sock.sendall(connect_packet(level=level, client_id=client_id, username=username,
+                                    keepalive=0))
+        data = b""
+        while len(data) < 4:
+            chunk = sock.recv(4 - len(data))
+            if not chunk:
+                raise AssertionError(f"broker closed the session of {client_id} at CONNECT")
+            data += chunk
+        if data[0] >> 4 != CONNACK or data[3] != 0:
+            raise AssertionError(f"broker refused {client_id}: {data!r}")
+        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
+# ----------------------------------------------------------------------------------------------
+# Bulk transfers: many QoS 0 PUBLISHes, sent without blocking forever and counted on arrival
+
+
+def rss_kib(pid: int) -> int:
+    """Resident set size of a process (VmRSS from /proc/<pid>/status), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+class BulkMessages:
+    """count QoS 0 PUBLISH packets to topic, each a sequence number and size - 8 bytes of
+    pseudo-random filler; digest() is the SHA-256 of all payloads in order."""
+
+    def __init__(self, topic: str, count: int, size: int, seed: int = 7):
+        self.topic, self.count, self.size = topic, count, size
+        rng = random.Random(seed)
+        self._fillers = [rng.randbytes(size - 8) for _ in range(4)]
+        self._header = packet(PUBLISH, mqtt_str(topic) + bytes(size))[:-size]
+
+    def payload(self, index: int) -> bytes:
+        return struct.pack("!Q", index) + self._fillers[index % len(self._fillers)]
+
+    def packet(self, index: int) -> bytes:
+        return self._header + self.payload(index)
+
+    @property
+    def payload_bytes(self) -> int:
+        return self.count * self.size
+
+    @property
+    def packet_bytes(self) -> int:
+        return self.count * (len(self._header) + self.size)
+
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        for i in range(self.count):
+            h.update(self.payload(i))
+        return h.hexdigest()
+
+
+def send_without_hanging(sock: socket.socket, data: bytes, deadline: float,
+                         stop: threading.Event | None = None) -> None:
+    """Sends all of data on a blocking TCP or TLS socket, waiting for room in short steps so
+    that a peer that stops reading fails the sender at the deadline (or when stop is set)
+    instead of hanging it. Raises TimeoutError at the deadline."""
+    view = memoryview(data)
+    sock.settimeout(0.2)
+    while view:
+        if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
+            raise TimeoutError(f"{len(view)} bytes still unsent")
+        try:
+            sent = sock.send(view)
+        except (TimeoutError, socket.timeout, ssl.SSLWantWriteError):
+            continue  # a TLS socket retries the same bytes, as OpenSSL requires
+        view = view[sent:]
+
+
+class PublishCounter:
+    """Reads a stream of MQTT packets (from a TLS or TCP socket) and counts the PUBLISH
+    payloads: how many, how many bytes, and their SHA-256 in order. Other packets are
+    skipped. read_some() returns False at EOF; a TLS close without close_notify raises."""
+
+    def __init__(self, sock: socket.socket, level: int = 4):
+        self.sock, self.level = sock, level
+        self.buffer = bytearray()
+        self.messages = 0
+        self.payload_bytes = 0
+        self.bytes_read = 0
+        self._hash = hashlib.sha256()
+
+    def digest(self) -> str:
+        return self._hash.hexdigest()
+
+    def read_some(self, max_bytes: int = 65536, timeout: float = WAIT) -> bool:
+        self.sock.settimeout(timeout)
+        chunk = self.sock.recv(max_bytes)
+        if not chunk:
+            return False
+        self.bytes_read += len(chunk)
+        self.buffer += chunk
+        self._parse()
+        return True
+
+    def _parse(self) -> None:
+        at = 0
+        while len(self.buffer) - at >= 2:
+            try:
+                length, body_at = read_varint(self.buffer, at + 1)
+            except IndexError:
+                break
+            end = body_at + length
+            if end > len(self.buffer):
+                break
+            if self.buffer[at] >> 4 == PUBLISH:
+                message = decode_publish(self.buffer[at] & 0x0F,
+                                         bytes(self.buffer[body_at:end]), self.level)
+                self.messages += 1
+                self.payload_bytes += len(message["payload"])
+                self._hash.update(message["payload"])
+            at = end
+        del self.buffer[:at]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1017,13 +1184,40 @@ class FakeBroker:
 
 
 SANITIZER_REPORT = re.compile(r"ERROR: \w+Sanitizer|SUMMARY: \w+Sanitizer|runtime error: ")
+LOG_TAIL_LINES = 40
+
+
+def describe_status(status: int | None) -> str:
+    """'exit status 2', 'killed by signal SIGSEGV (11)' or 'still running'."""
+    if status is None:
+        return "still running"
+    if status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = "unknown signal"
+        return f"killed by signal {name} ({-status})"
+    return f"exit status {status}"
+
+
+def log_tail(process: Process, lines: int = LOG_TAIL_LINES) -> str:
+    return "\n".join(process.log_lines()[-lines:])
 
 
 def stop_and_check(proxy: Proxy) -> list[str]:
-    """Stops mqtls as an operator would (SIGTERM, a second one if the drain takes too long) and
-    returns what went wrong: a non-zero exit status, a sanitizer report in its log."""
+    """Ends mqtls at teardown and returns what went wrong, [] if nothing did.
+
+    A process still running is stopped as an operator would (SIGTERM, a second one if the drain
+    takes too long) and must exit 0; unless the test declared with proxy.expected_exit that it
+    exits by itself, which makes "still running" a problem. A process that already exited must
+    have exited with proxy.expected_exit (0 unless the test said otherwise): a crash (any
+    signal) or an unexpected status is a problem, with or without a sanitizer. A sanitizer
+    report in the log is always a problem."""
     problems = []
     if proxy.running():
+        if proxy.expected_exit != 0:
+            problems.append(f"still running at teardown; the test expected it to exit with "
+                            f"{describe_status(proxy.expected_exit)}")
         proxy.send_signal(signal.SIGTERM)
         try:
             status = proxy.wait(WAIT)
@@ -1035,13 +1229,23 @@ def stop_and_check(proxy: Proxy) -> list[str]:
                 status = None
                 problems.append("did not exit after two SIGTERMs")
         proxy.kill()
-        if status not in (0, None):
-            problems.append(f"exited with status {status} on SIGTERM")
+        if status is not None and status != 0:
+            problems.append(f"{describe_status(status)} after SIGTERM at teardown")
     else:
         proxy.stop()
-    match = SANITIZER_REPORT.search(proxy.log())
+        status = proxy.proc.returncode
+        if status != proxy.expected_exit:
+            problems.append(f"exited during the test with {describe_status(status)}; expected "
+                            f"{describe_status(proxy.expected_exit)}")
+    text = proxy.log()
+    match = SANITIZER_REPORT.search(text)
     if match:
-        problems.append(f"sanitizer report in the log: {match.group(0)!r}")
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        line_end = text.find("\n", match.end())
+        line = text[line_start:line_end if line_end >= 0 else len(text)]
+        problems.append(f"sanitizer report in the log: {line.strip()!r}")
+    if problems:
+        problems.append(f"last lines of its log:\n{log_tail(proxy)}")
     return problems
 
 
@@ -1082,7 +1286,7 @@ class IntegrationTest(unittest.TestCase):
                 process.stop()
             self._saved_logs.append((label, process.log()))
             if problems:
-                raise AssertionError(f"{label}: " + "; ".join(problems))
+                raise AssertionError(f"{label} (pid {process.pid}): " + "; ".join(problems))
 
         self.addCleanup(cleanup)
 
@@ -1098,9 +1302,11 @@ class IntegrationTest(unittest.TestCase):
         config = base_config(upstream_port, free_port(), free_port())
         return merge(config, override)
 
-    def start_proxy(self, config: dict | str, name: str = "mqtls",
-                    wait_ready: bool = True) -> Proxy:
-        proxy = Proxy(self.workdir, config, name, wait_ready=False)
+    def start_proxy(self, config: dict | str, name: str = "mqtls", wait_ready: bool = True,
+                    expected_exit: int = 0) -> Proxy:
+        """mqtls, checked at teardown: it must end with expected_exit (see stop_and_check), so
+        a crash during the test fails it even when no assertion noticed."""
+        proxy = Proxy(self.workdir, config, name, wait_ready=False, expected_exit=expected_exit)
         self._track(proxy, name)
         if wait_ready:
             proxy.wait_ready()

@@ -221,6 +221,59 @@ class IdentityTest(IntegrationTest):
         self.assertEqual(ptype, PUBLISH)
         self.assertEqual(decode_publish(flags, body, 5)["payload"], b"hi")
 
+    def check_v31_client_id_too_long(self, proxy, client_id, rewritten):
+        """mosquitto_pub -V mqttv31 with client_id, which the policy turns into rewritten
+        (over MQTT 3.1's 23 bytes): CONNACK 0x02, nothing reaches the broker, the log says why."""
+        self.assertGreater(len(rewritten), 23)
+        start = len(self.broker.log())
+        result = pub(proxy.port, "devices/device-001/x", "no", version="mqttv31",
+                     args=["-i", client_id])
+        self.assertEqual(result.returncode, 2, result.stderr)  # identifier rejected
+        self.assertEqual(self.broker.tcp_connections(start), [])
+        record = proxy.wait_access(close="refused_identifier_rejected")
+        self.assertIn("23", record["detail"])
+        self.assertIn("3.1", record["detail"])
+
+    def test_v31_prefixed_client_id_over_23_bytes_is_refused(self):
+        proxy = self.proxy_with({"client_id": "prefix"})
+        self.check_v31_client_id_too_long(proxy, "sensor-012345", "device-001:sensor-012345")
+        # 23 bytes exactly still pass, under MQTT 3.1 as rewritten.
+        client_id, details = self.published_as(proxy, "sensor-01234", version="mqttv31")
+        self.assertEqual(client_id, "device-001:sensor-01234")
+        self.assertIn("u'device-001'", details)
+        # MQTT 3.1.1 has no such limit.
+        client_id, _ = self.published_as(proxy, "sensor-012345")
+        self.assertEqual(client_id, "device-001:sensor-012345")
+
+    def test_v31_replaced_client_id_over_23_bytes_is_refused(self):
+        spiffe = "spiffe://mqtls.test/device/device-001"
+        proxy = self.proxy_with({"username_from": ["spiffe_id"], "client_id": "replace"})
+        self.check_v31_client_id_too_long(proxy, "short", spiffe)
+        client_id, _ = self.published_as(proxy, "short", version="mqttv5")
+        self.assertEqual(client_id, spiffe)
+
+    # Username require_match -------------------------------------------------------------------
+
+    def test_username_require_match(self):
+        proxy = self.proxy_with({"username": "require_match"}, tap=True)
+        start = len(self.broker.log())
+        v311 = pub(proxy.port, "devices/device-001/x", "no", args=["-u", "admin", "-i", "u4"])
+        self.assertEqual(v311.returncode, 4, v311.stderr)  # bad user name or password
+        v5 = pub(proxy.port, "devices/device-001/x", "no", version="mqttv5",
+                 args=["-u", "device-002", "-i", "u5"])
+        self.assertEqual(v5.returncode, 0x86, v5.stderr)
+        self.assertEqual(self.broker.tcp_connections(start), [])
+        self.assertEqual(proxy.metric("mqtls_mqtt_connect_refused_total",
+                                      reason="refused_bad_credentials"), 2)
+        # Its own CN, or no username at all, passes; the broker sees the CN either way.
+        for version in ("mqttv311", "mqttv5"):
+            _, details = self.published_as(proxy, f"own-{version}", version=version,
+                                           args=["-u", "device-001"])
+            self.assertIn("u'device-001'", details)
+            _, details = self.published_as(proxy, f"none-{version}", version=version)
+            self.assertIn("u'device-001'", details)
+        self.assertEqual(self.tap.wait_connect()["username"], "device-001")
+
     # Password ---------------------------------------------------------------------------------
 
     def test_password_strip(self):

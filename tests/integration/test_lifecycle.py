@@ -1,7 +1,10 @@
 """Process and connection lifecycle: draining on SIGTERM, connections closed by the broker, the
-connection limit, the command line (--check, --version), optional client certificates and JSON
-logs."""
+connection limit, the command line (--check, --version), a port already in use, optional client
+certificates, JSON logs and the access line's byte counts, and the harness's own check that a
+crashed or misbehaving mqtls fails the test that started it."""
 
+import contextlib
+import io
 import json
 import re
 import signal
@@ -416,6 +419,141 @@ class JsonLogTest(IntegrationTest):
                 if log_format == "json":
                     for line in proxy.log_lines():
                         self.assertIsInstance(json.loads(line), dict)
+
+
+class PortInUseTest(IntegrationTest):
+    def test_second_process_on_the_same_port_fails_at_start(self):
+        broker = self.start_broker()
+        first = self.start_proxy(self.proxy_config(broker.port))
+        self.assertRegex(first.log(), r"mqtls ready: 2 worker\(s\)")  # workers share the port
+        second_config = self.proxy_config(broker.port)
+        second_config["listeners"][0]["port"] = first.port
+        second = self.start_proxy(second_config, name="mqtls-second", wait_ready=False,
+                                  expected_exit=1)
+        harness.wait_until(lambda: not second.running() or "mqtls ready" in second.log(),
+                           what="the second mqtls to exit")
+        if second.running():
+            second.expected_exit = 0  # stopped at teardown; this failure says what went wrong
+            self.fail(f"a second mqtls started on port {first.port} already in use:\n"
+                      f"{second.log()}")
+        status = second.wait()
+        self.assertGreater(status, 0, f"{harness.describe_status(status)}\n{second.log()}")
+        second.expected_exit = status  # any failure status will do; a signal will not
+        self.assertRegex(second.log(), r"(?i)address (already )?in use")
+        self.assertNotIn("mqtls ready", second.log())
+        # The first one still owns the port: every new connection lands on it, on any worker.
+        self.assertTrue(first.running())
+        for i in range(4):
+            self.assert_round_trip(first, broker, f"after-second-{i}")
+        self.assertGreaterEqual(first.metric("mqtls_connections_accepted_total"), 8)
+
+    def test_port_held_by_another_program_fails_at_start(self):
+        held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(held.close)
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        config = self.proxy_config(harness.free_port())
+        config["listeners"][0]["port"] = held.getsockname()[1]
+        proxy = self.start_proxy(config, wait_ready=False, expected_exit=1)
+        status = proxy.wait()
+        self.assertGreater(status, 0, harness.describe_status(status))
+        proxy.expected_exit = status
+        self.assertRegex(proxy.log(), r"(?i)address (already )?in use")
+        self.assertNotIn("mqtls ready", proxy.log())
+
+
+class AccessLogTest(IntegrationTest):
+    def test_bytes_in_counts_what_the_client_sent(self):
+        broker = self.start_broker()
+        proxy = self.start_proxy(self.proxy_config(broker.port))
+        client = self.raw(proxy.port)
+        # The CONNECT claims "admin"; mqtls forwards it rewritten to "device-001" (5 bytes
+        # longer). bytes_in is what the client sent, not what mqtls forwarded.
+        sent = [connect_packet(level=4, client_id="counted", username="admin", password="pw"),
+                harness.packet(harness.PUBLISH, harness.mqtt_str("devices/device-001/c")
+                               + b"x" * 1000),
+                harness.packet(harness.PINGREQ, b"")]
+        for data in sent:
+            client.send(data)
+            if data[0] >> 4 == harness.CONNECT:
+                self.assertEqual(client.connack(4)["code"], 0)
+        self.assertEqual(client.read_packet()[0], harness.PINGRESP)
+        disconnect = harness.packet(harness.DISCONNECT, b"")
+        client.send(disconnect)
+        client.expect_closed()
+        record = proxy.wait_access(client_id="counted")
+        self.assertEqual(record["identity"], "device-001")
+        written = sum(len(data) for data in sent) + len(disconnect)
+        self.assertEqual(int(record["bytes_in"]), written,
+                         "bytes_in is not the number of bytes the client wrote")
+        # bytes_out: the CONNACK and the PINGRESP, as the broker sent them.
+        self.assertEqual(int(record["bytes_out"]), 4 + 2)
+
+
+class HarnessTest(IntegrationTest):
+    """The harness fails a test whose mqtls crashed or ended otherwise than the test expected,
+    even when every assertion of the test passed and no sanitizer is in the build."""
+
+    def run_inner(self, body) -> unittest.TestResult:
+        class Inner(IntegrationTest):
+            def test_inner(inner):
+                body(inner)
+
+        result = unittest.TestResult()
+        with contextlib.redirect_stderr(io.StringIO()):  # the failed inner test's logs
+            Inner("test_inner").run(result)
+        return result
+
+    def failure_text(self, result: unittest.TestResult) -> str:
+        problems = result.failures + result.errors
+        self.assertEqual(len(problems), 1, "the inner test did not fail")
+        return problems[0][1]
+
+    def test_crash_during_a_test_fails_it(self):
+        def body(inner):
+            proxy = inner.start_proxy(inner.proxy_config(harness.free_port()))
+            proxy.send_signal(signal.SIGKILL)  # dies like a crash: no log line, no exit code
+            proxy.wait()
+
+        text = self.failure_text(self.run_inner(body))
+        self.assertIn("killed by signal SIGKILL (9)", text)
+        self.assertIn("expected exit status 0", text)
+        self.assertIn("mqtls ready", text)  # the tail of its log
+
+    def test_unexpected_exit_status_fails_the_test(self):
+        def body(inner):
+            config = to_yaml(inner.proxy_config(harness.free_port())).replace("workers: 2",
+                                                                               "workers: 0")
+            inner.start_proxy(config, wait_ready=False).wait()  # a configuration error: 2
+
+        text = self.failure_text(self.run_inner(body))
+        self.assertIn("exited during the test with exit status 2; expected exit status 0", text)
+        self.assertIn("workers", text)  # the tail of its log names the mistake
+
+    def test_process_expected_to_fail_but_still_running_fails_the_test(self):
+        def body(inner):
+            inner.start_proxy(inner.proxy_config(harness.free_port()), expected_exit=1)
+
+        text = self.failure_text(self.run_inner(body))
+        self.assertIn("still running at teardown; the test expected it to exit with exit "
+                      "status 1", text)
+
+    def test_run_mqtls_checks_the_status(self):
+        with self.assertRaises(AssertionError) as raised:
+            run_mqtls("--version", expected_exit=2)
+        self.assertIn("exit status 0; expected exit status 2", str(raised.exception))
+        self.assertEqual(run_mqtls("--version", expected_exit=0).returncode, 0)
+
+    def test_expected_failure_passes(self):
+        def body(inner):
+            config = to_yaml(inner.proxy_config(harness.free_port())).replace("workers: 2",
+                                                                               "workers: 0")
+            inner.assertEqual(inner.start_proxy(config, wait_ready=False,
+                                                expected_exit=2).wait(), 2)
+
+        result = self.run_inner(body)
+        self.assertEqual(result.failures + result.errors, [])
+        self.assertEqual(result.testsRun, 1)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""Bad input on the first packet, with a raw TLS client: not a CONNECT, malformed, unsupported
-version, too large, a broken Remaining Length, and clients that never send anything. Each is
-refused the way MQTT prescribes, counted, and hurts no other client."""
+"""Bad input on the first packet, with a raw TLS client: not a CONNECT (refused at its first
+byte), malformed, unsupported version, too large, a broken Remaining Length, and clients that
+never send anything. Each is refused the way MQTT prescribes, counted, and hurts no other
+client."""
 
 import socket
 import time
@@ -174,6 +175,33 @@ class ProtocolTest(IntegrationTest):
         self.assertEqual(failures, {"not_tls": 1})
         self.assertEqual(self.broker.tcp_connections(start), [])
         self.assert_still_serving()
+
+
+class FirstByteTest(IntegrationTest):
+    """A first packet that cannot be a CONNECT is refused at its first byte, not when the
+    CONNECT deadline (here 15 s) passes: an HTTP request, or the single byte that starts one."""
+
+    def setUp(self):
+        super().setUp()
+        self.broker = self.start_broker()
+        limits = {"connect_timeout": "15s", "handshake_timeout": "15s"}
+        self.proxy = self.start_proxy(self.proxy_config(self.broker.port, limits=limits))
+
+    def assert_refused_at_once(self, data: bytes) -> None:
+        start = len(self.broker.log())
+        client = self.raw(self.proxy.port)
+        client.send(data)
+        started = time.monotonic()
+        self.assertEqual(client.expect_closed(timeout=1.0), b"")
+        self.assertLess(time.monotonic() - started, 1.0)
+        self.proxy.wait_access(close="first_packet_not_connect")
+        self.assertEqual(self.broker.tcp_connections(start), [])
+
+    def test_http_request(self):
+        self.assert_refused_at_once(b"GET / HTTP/1.0\r\n\r\n")
+
+    def test_single_byte(self):
+        self.assert_refused_at_once(b"G")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The broker side: unreachable and slow brokers are answered with "server unavailable", and the
 broker can be reached by host name or through a Unix socket."""
 
+import select
 import socket
 import time
 import unittest
@@ -9,22 +10,39 @@ from harness import IntegrationTest, connect_packet, free_port, pub
 
 
 def unresponsive_listener(test) -> int:
-    """A loopback port whose accept queue is full, so a new connect hangs (its SYNs are
-    dropped) instead of being refused. Returns the port; everything is closed at cleanup."""
+    """A loopback port that never answers a connect: a listening socket that never accepts,
+    whose accept queue is full (listen(0), then connections parked in it until one hangs), so
+    the kernel drops further SYNs and a new connect hangs rather than being refused. A probe
+    confirms the hang lasts longer than the connect timeout under test. Returns the port;
+    everything is closed at cleanup. Skips, saying what was seen, on a TCP stack that completes
+    every connect."""
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     test.addCleanup(server.close)
     server.bind(("127.0.0.1", 0))
     server.listen(0)
     port = server.getsockname()[1]
-    for _ in range(64):
-        filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        test.addCleanup(filler.close)
-        filler.settimeout(0.3)
-        try:
-            filler.connect(("127.0.0.1", port))
-        except (TimeoutError, socket.timeout):
-            return port  # the queue is full: this connect hung
-    test.skipTest("cannot fill a listen backlog here: connects never hang")
+    for parked in range(256):
+        if _connect_hangs(test, port, 0.3):
+            break
+    else:
+        test.skipTest("listen(0) on 127.0.0.1: 256 connects to a never-accepting socket all "
+                      "completed, so this TCP stack cannot simulate a hung broker")
+    if not _connect_hangs(test, port, 2.0):
+        test.skipTest(f"a connect to a full accept queue (after {parked} parked) completed "
+                      f"within 2 s: this TCP stack retries SYNs too soon to simulate a hung "
+                      f"broker")
+    return port
+
+
+def _connect_hangs(test, port: int, seconds: float) -> bool:
+    """Starts a non-blocking connect to port and tells whether it is still pending after
+    seconds. The socket stays open (parked in the queue or pending) until cleanup."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    test.addCleanup(sock.close)
+    sock.setblocking(False)
+    sock.connect_ex(("127.0.0.1", port))
+    _, writable, _ = select.select([], [sock], [], seconds)
+    return not writable
 
 
 class UpstreamTest(IntegrationTest):
@@ -103,6 +121,15 @@ class UpstreamTest(IntegrationTest):
                                       reason="timeout"), 1)
         record = proxy.wait_access(close="broker_unavailable")
         self.assertEqual(record["detail"], "broker connect timed out")
+        # MQTT 3.1.1: CONNACK 0x03 server unavailable, after the same second.
+        client = self.raw(proxy.port)
+        started = time.monotonic()
+        client.send(connect_packet(level=4, client_id="patient-311"))
+        self.assertEqual(client.read_raw(4, timeout=15), b"\x20\x02\x00\x03")
+        elapsed = time.monotonic() - started
+        self.assertGreaterEqual(elapsed, 0.8)
+        self.assertLess(elapsed, 4)
+        client.expect_closed()
         # mosquitto_pub sees the same.
         started = time.monotonic()
         result = pub(proxy.port, "devices/device-001/x", "lost")

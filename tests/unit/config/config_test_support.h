@@ -1,6 +1,7 @@
 // Shared fixture for the config tests: each test gets its own temporary directory, config text
 // is written there as a file (so error positions are those of the text), and ${CERTS} in the
-// text points at the generated test PKI.
+// text points at the generated test PKI. load() runs the complete check of `mqtls --check`
+// (startup_check.h): the YAML, then the TLS material of every listener.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -12,6 +13,7 @@
 #include <string>
 
 #include "config/loader.h"
+#include "startup_check.h"
 
 namespace mqtls::config::testing {
 
@@ -47,7 +49,7 @@ class ConfigTest : public ::testing::Test {
 
   LoadResult load(const std::string& text) {
     path_ = write("mqtls.yaml", text);
-    return loadConfigFile(path_);
+    return startup::checkConfigFile(path_).loaded;
   }
 
   Config loadOk(const std::string& text) {

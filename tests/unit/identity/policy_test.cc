@@ -4,6 +4,11 @@
 
 #include "identity/policy.h"
 
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
 namespace mqtls::identity {
 namespace {
 
@@ -183,6 +188,109 @@ TEST(IdentityPolicy, AnonymousRefuse) {
   auto decision = applyIdentityPolicy(policy, nullptr, packet);
   EXPECT_FALSE(decision.accepted);
   EXPECT_EQ(decision.refusal, mqtt::Refusal::BadCredentials);
+}
+
+TEST(IdentityPolicy, UsernameRequireMatchRefusesAnotherName) {
+  config::IdentityPolicy policy;
+  policy.username = config::UsernamePolicy::RequireMatch;
+  auto peer = device();
+  auto packet = connect();  // user name "claimed-admin", password "secret"
+  auto decision = applyIdentityPolicy(policy, &peer, packet);
+  EXPECT_FALSE(decision.accepted);
+  EXPECT_EQ(decision.refusal, mqtt::Refusal::BadCredentials);
+  EXPECT_NE(decision.reason.find("'claimed-admin'"), std::string::npos) << decision.reason;
+  EXPECT_NE(decision.reason.find("'device-001'"), std::string::npos) << decision.reason;
+  EXPECT_EQ(decision.reason.find("secret"), std::string::npos) << decision.reason;
+  // A long claimed name is cut in the reason.
+  packet = connect();
+  packet.username = std::string(1000, 'u');
+  decision = applyIdentityPolicy(policy, &peer, packet);
+  EXPECT_FALSE(decision.accepted);
+  EXPECT_LT(decision.reason.size(), 200u) << decision.reason;
+}
+
+TEST(IdentityPolicy, UsernameRequireMatchAcceptsNoneOrTheIdentity) {
+  config::IdentityPolicy policy;
+  policy.username = config::UsernamePolicy::RequireMatch;
+  auto peer = device();
+  for (const std::optional<std::string>& sent :
+       {std::optional<std::string>(), std::optional<std::string>(""),
+        std::optional<std::string>("device-001")}) {
+    auto packet = connect();
+    packet.username = sent;
+    auto decision = applyIdentityPolicy(policy, &peer, packet);
+    EXPECT_TRUE(decision.accepted) << decision.reason;
+    EXPECT_EQ(packet.username, "device-001");
+  }
+}
+
+TEST(IdentityPolicy, Mqtt31ClientIdAtMost23Bytes) {
+  config::IdentityPolicy policy;
+  auto peer = device();
+  // replace: a 37-byte SPIFFE ID cannot be a 3.1 client id, but is fine for 3.1.1 and 5.
+  policy.client_id = ClientIdPolicy::Replace;
+  policy.username_from = {IdentitySource::SpiffeId};
+  auto packet = connect(mqtt::ProtocolLevel::V31);
+  auto decision = applyIdentityPolicy(policy, &peer, packet);
+  EXPECT_FALSE(decision.accepted);
+  EXPECT_EQ(decision.refusal, mqtt::Refusal::IdentifierRejected);
+  EXPECT_NE(decision.reason.find("MQTT 3.1"), std::string::npos) << decision.reason;
+  EXPECT_NE(decision.reason.find("37"), std::string::npos) << decision.reason;
+  for (auto level : {mqtt::ProtocolLevel::V311, mqtt::ProtocolLevel::V5}) {
+    packet = connect(level);
+    EXPECT_TRUE(applyIdentityPolicy(policy, &peer, packet).accepted);
+  }
+  // prefix: "device-001:" + 12 bytes = 23 passes, one more byte is refused.
+  policy.client_id = ClientIdPolicy::Prefix;
+  policy.username_from = {IdentitySource::Cn};
+  packet = connect(mqtt::ProtocolLevel::V31);
+  packet.client_id = std::string(12, 'c');
+  ASSERT_TRUE(applyIdentityPolicy(policy, &peer, packet).accepted);
+  EXPECT_EQ(packet.client_id.size(), 23u);
+  packet = connect(mqtt::ProtocolLevel::V31);
+  packet.client_id = std::string(13, 'c');
+  decision = applyIdentityPolicy(policy, &peer, packet);
+  EXPECT_FALSE(decision.accepted);
+  EXPECT_EQ(decision.refusal, mqtt::Refusal::IdentifierRejected);
+  // keep: the client's own choice is not the proxy's to police.
+  policy.client_id = ClientIdPolicy::Keep;
+  packet = connect(mqtt::ProtocolLevel::V31);
+  packet.client_id = std::string(30, 'c');
+  EXPECT_TRUE(applyIdentityPolicy(policy, &peer, packet).accepted);
+}
+
+TEST(IdentityPolicy, PublishStampStripsEveryIdentityNameOnceAndAddsCertificateValues) {
+  config::IdentityPolicy policy;
+  policy.user_properties = {{IdentitySource::Cn, "x-cert-cn"}, {IdentitySource::Serial, "x-sn"}};
+  policy.publish_properties = {{IdentitySource::Cn, "x-cert-cn"},
+                               {IdentitySource::SanDns, "x-dns"}};
+  auto peer = device();
+  const mqtt::PublishStamp stamp = publishStamp(policy, &peer);
+  EXPECT_EQ(stamp.strip_names, (std::vector<std::string>{"x-cert-cn", "x-sn", "x-dns"}));
+  EXPECT_EQ(stamp.add,
+            (std::vector<std::pair<std::string, std::string>>{
+                {"x-cert-cn", "device-001"}, {"x-dns", "a.example"}, {"x-dns", "b.example"}}));
+  const mqtt::PublishStamp anonymous = publishStamp(policy, nullptr);
+  EXPECT_EQ(anonymous.strip_names, stamp.strip_names);
+  EXPECT_TRUE(anonymous.add.empty());
+  EXPECT_TRUE(publishStamp(config::IdentityPolicy{}, &peer).empty());
+}
+
+TEST(IdentityPolicy, WillIsStrippedAndStampedLikeAPublish) {
+  config::IdentityPolicy policy;
+  policy.publish_properties = {{IdentitySource::Cn, "x-pub-cn"}};
+  auto peer = device();
+  auto packet = connect(mqtt::ProtocolLevel::V5);
+  packet.properties.addUserProperty("x-pub-cn", "forged");
+  packet.will = mqtt::Will{};
+  packet.will->topic = "t";
+  packet.will->properties.addUserProperty("x-pub-cn", "forged");
+  packet.will->properties.addUserProperty("app", "kept");
+  ASSERT_TRUE(applyIdentityPolicy(policy, &peer, packet).accepted);
+  EXPECT_TRUE(packet.properties.userProperties().empty());
+  EXPECT_EQ(packet.will->properties.userProperties(),
+            (std::vector<std::pair<std::string, std::string>>{{"app", "kept"},
+                                                              {"x-pub-cn", "device-001"}}));
 }
 
 }  // namespace

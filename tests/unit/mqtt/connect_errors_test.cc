@@ -68,8 +68,6 @@ TEST(ConnectErrors, HelpersBuildValidPackets) {
 
 TEST(ConnectErrors, FixedHeader) {
   auto bytes = test::connect311();
-  bytes[0] = 0x12;
-  expectRefused(bytes, Refusal::Malformed, std::nullopt);
   bytes[0] = 0x30;
   expectRefused(bytes, Refusal::ProtocolError, std::nullopt);
   // The frame must be exactly the fixed header plus Remaining Length.
@@ -81,6 +79,28 @@ TEST(ConnectErrors, FixedHeader) {
   expectRefused(bytes, Refusal::Malformed, std::nullopt);
   expectRefused(hex("10 ff ff ff ff 01"), Refusal::Malformed, std::nullopt);
   expectRefused({}, Refusal::Malformed, std::nullopt);
+}
+
+// Reserved fixed-header flags are Malformed, answered in the level the variable header gives
+// (so an MQTT 5 client gets CONNACK 0x81); with no known level, silence.
+TEST(ConnectErrors, FixedHeaderFlagsReportTheLevel) {
+  for (std::uint8_t first = 0x11; first <= 0x1F; ++first) {
+    auto bytes = v5("02 00 3c 00 00 01 61");
+    bytes[0] = first;
+    expectRefused(bytes, Refusal::Malformed, V5);
+    bytes = v311("02 00 3c 00 01 61");
+    bytes[0] = first;
+    expectRefused(bytes, Refusal::Malformed, V311);
+    bytes = v31("02 00 3c 00 01 61");
+    bytes[0] = first;
+    expectRefused(bytes, Refusal::Malformed, V31);
+  }
+  auto unknown = mqtt(6, "02 00 3c 00 01 61");
+  unknown[0] = 0x12;
+  expectRefused(unknown, Refusal::Malformed, std::nullopt);
+  auto short_body = frameOf(hex("00 04 4d 51"));
+  short_body[0] = 0x12;
+  expectRefused(short_body, Refusal::Malformed, std::nullopt);
 }
 
 TEST(ConnectErrors, ProtocolNameAndLevel) {

@@ -149,5 +149,46 @@ TEST(Replies, RefusalNames) {
   EXPECT_EQ(refusalName(Refusal::PacketTooLarge), "packet_too_large");
 }
 
+TEST(Replies, Disconnect) {
+  EXPECT_EQ(encodeDisconnect(0x95), hex("e0 02 95 00"));
+  EXPECT_EQ(encodeDisconnect(0x00), hex("e0 02 00 00"));
+  EXPECT_EQ(encodeDisconnect(0x81), hex("e0 02 81 00"));
+}
+
+// Broker CONNACK: success, Receive Maximum 20, Reason String "ok", User Property (a, b).
+const char* const kBrokerConnack = "20 12 00 00 0f 21 00 14 1f 00 02 6f 6b 26 00 01 61 00 01 62";
+
+TEST(Replies, AddAssignedClientIdWithoutLimit) {
+  EXPECT_EQ(addAssignedClientId(hex(kBrokerConnack), "abc", 0),
+            hex("20 18 00 00 15 21 00 14 1f 00 02 6f 6b 26 00 01 61 00 01 62 12 00 03 61 62 63"));
+  EXPECT_EQ(addAssignedClientId(hex("20 03 01 00 00"), "abc", 0),
+            hex("20 09 01 00 06 12 00 03 61 62 63"));
+}
+
+TEST(Replies, AddAssignedClientIdDropsReasonStringThenUserPropertiesToFit) {
+  // Whole: 26 bytes. Without the Reason String: 21. Without the User Property too: 14.
+  EXPECT_EQ(addAssignedClientId(hex(kBrokerConnack), "abc", 26).size(), 26u);
+  EXPECT_EQ(addAssignedClientId(hex(kBrokerConnack), "abc", 25),
+            hex("20 13 00 00 10 21 00 14 26 00 01 61 00 01 62 12 00 03 61 62 63"));
+  EXPECT_EQ(addAssignedClientId(hex(kBrokerConnack), "abc", 21).size(), 21u);
+  EXPECT_EQ(addAssignedClientId(hex(kBrokerConnack), "abc", 20),
+            hex("20 0c 00 00 09 21 00 14 12 00 03 61 62 63"));
+  // Still too large: the smallest form anyway; the caller decides.
+  EXPECT_EQ(addAssignedClientId(hex(kBrokerConnack), "abc", 5),
+            hex("20 0c 00 00 09 21 00 14 12 00 03 61 62 63"));
+}
+
+TEST(Replies, AddAssignedClientIdLeavesSomeConnacksUnchanged) {
+  const std::vector<std::uint8_t> unchanged;
+  // A refusal, a CONNACK that already assigns an identifier, one that does not decode.
+  EXPECT_EQ(addAssignedClientId(hex("20 03 00 87 00"), "abc", 0), unchanged);
+  EXPECT_EQ(addAssignedClientId(hex("20 03 00 80 00"), "abc", 0), unchanged);
+  EXPECT_EQ(addAssignedClientId(hex("20 09 00 00 06 12 00 03 78 79 7a"), "abc", 0), unchanged);
+  EXPECT_EQ(addAssignedClientId(hex("20 02 00 00"), "abc", 0), unchanged);
+  EXPECT_EQ(addAssignedClientId(hex("20 03 00 00"), "abc", 0), unchanged);
+  EXPECT_EQ(addAssignedClientId({}, "abc", 0), unchanged);
+  EXPECT_EQ(addAssignedClientId(hex("20 03 00 00 00"), std::string(65536, 'c'), 0), unchanged);
+}
+
 }  // namespace
 }  // namespace mqtls::mqtt

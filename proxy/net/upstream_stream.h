@@ -1,0 +1,63 @@
+// UpstreamStream: the broker side, a plain TCP or Unix-socket connection dialled by the proxy.
+//
+// dial() resolves the broker's name through evdns (never blocking) and tries every address it
+// gets in turn, each attempt bounded by its share of the remaining `connect_timeout`, until one
+// connects (Connected) or none is left (Closed(Error), closeDetail() says what each attempt
+// met). Destroying the stream at any point cancels resolution and the attempt in flight.
+#pragma once
+
+#include <event2/dns.h>
+#include <event2/util.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "config/model.h"
+#include "net/stream.h"
+
+namespace mqtls::net {
+
+class UpstreamStream final : public Stream {
+ public:
+  UpstreamStream(StreamObserver& observer, event_base* base, evdns_base* dns);
+  ~UpstreamStream() override;
+
+  // Starts connecting to `upstream` (host name, address, or unix_socket). Results arrive as
+  // Connected or Closed events on later loop turns, never from inside this call.
+  void dial(const config::Upstream& upstream);
+
+  // Reads what the socket already holds, up to `bytes` buffered in input().
+  void readAhead(std::size_t bytes) override;
+
+ protected:
+  void onConnected() override;
+  void onError(short what) override;
+
+ private:
+  static void resolvedCallback(int result, evutil_addrinfo* addresses, void* self);
+  static void attemptTimeoutCallback(evutil_socket_t, short, void* self);
+  static void failLaterCallback(evutil_socket_t, short, void* self);
+  void onResolved(int result, evutil_addrinfo* addresses);
+  void tryNextAddress();
+  void attemptFailed(const std::string& why);
+  void failLater(std::string why);
+
+  event_base* base_;
+  evdns_base* dns_;
+  evdns_getaddrinfo_request* resolving_ = nullptr;
+  std::vector<sockaddr_storage> addresses_;
+  std::vector<socklen_t> address_lengths_;
+  std::size_t next_address_ = 0;
+  std::string attempt_errors_;  // "addr: reason; ..." for the log
+  std::chrono::steady_clock::time_point deadline_;
+  EventPtr attempt_timer_;
+  EventPtr fail_later_;
+  bool connected_ = false;
+};
+
+// "host:port" or "unix:/path", for logs.
+std::string describeUpstream(const config::Upstream& upstream);
+
+}  // namespace mqtls::net

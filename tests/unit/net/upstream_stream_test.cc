@@ -1,0 +1,101 @@
+// Dialling the broker: every address a name resolves to is tried in turn.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "net/net_test_support.h"
+#include "net/upstream_stream.h"
+
+namespace mqtls::net::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Recorder final : StreamObserver {
+  std::vector<StreamEvent> events;
+  void onStreamEvent(Stream&, StreamEvent event) override { events.push_back(event); }
+};
+
+class UpstreamStreamTest : public NetTest {
+ protected:
+  // A TCP listener on 127.0.0.1 that accepts; returns its port.
+  std::uint16_t listenTcp() {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    tcp_.reset(evconnlistener_new_bind(
+        base(),
+        [](evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* self) {
+          ++static_cast<UpstreamStreamTest*>(self)->accepted_;
+          evutil_closesocket(fd);
+        },
+        this, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 16, reinterpret_cast<sockaddr*>(&addr),
+        sizeof addr));
+    socklen_t len = sizeof addr;
+    getsockname(evconnlistener_get_fd(tcp_.get()), reinterpret_cast<sockaddr*>(&addr), &len);
+    return ntohs(addr.sin_port);
+  }
+  // Makes `name` resolve to `addresses`, in this order, through a hosts file.
+  void resolve(const std::string& name, const std::vector<std::string>& addresses) {
+    const std::string path = broker_path_ + ".hosts";
+    std::ofstream hosts(path);
+    for (const auto& address : addresses) {
+      hosts << address << " " << name << "\n";
+    }
+    hosts.close();
+    ASSERT_EQ(evdns_base_load_hosts(dns(), path.c_str()), 0);
+    ::unlink(path.c_str());
+  }
+  ListenerPtr tcp_;
+  int accepted_ = 0;
+};
+
+TEST_F(UpstreamStreamTest, TriesTheNextAddressWhenTheFirstRefuses) {
+  const std::uint16_t port = listenTcp();
+  // 127.0.0.2 is loopback too, but nothing listens there on this port: refused at once.
+  resolve("broker.test", {"127.0.0.2", "127.0.0.1"});
+  Recorder recorder;
+  UpstreamStream stream(recorder, base(), dns());
+  config::Upstream upstream;
+  upstream.host = "broker.test";
+  upstream.port = port;
+  upstream.connect_timeout = 2s;
+  stream.dial(upstream);
+  EXPECT_TRUE(recorder.events.empty()) << "events must never arrive from inside dial()";
+  ASSERT_TRUE(runUntil([&] { return !recorder.events.empty(); }));
+  EXPECT_EQ(recorder.events.front(), StreamEvent::Connected) << stream.closeDetail();
+  EXPECT_EQ(stream.peerAddress(), "127.0.0.1:" + std::to_string(port));
+}
+
+TEST_F(UpstreamStreamTest, EveryAddressFailingReportsEachAttempt) {
+  const std::uint16_t port = listenTcp();
+  tcp_.reset();  // nothing listens any more
+  resolve("broker.test", {"127.0.0.2", "127.0.0.3"});
+  Recorder recorder;
+  UpstreamStream stream(recorder, base(), dns());
+  config::Upstream upstream;
+  upstream.host = "broker.test";
+  upstream.port = port;
+  stream.dial(upstream);
+  ASSERT_TRUE(runUntil([&] { return !recorder.events.empty(); }));
+  EXPECT_EQ(recorder.events.front(), StreamEvent::Closed);
+  EXPECT_EQ(stream.closeKind(), CloseKind::Error);
+  EXPECT_NE(stream.closeDetail().find("127.0.0.2"), std::string::npos) << stream.closeDetail();
+  EXPECT_NE(stream.closeDetail().find("127.0.0.3"), std::string::npos) << stream.closeDetail();
+}
+
+TEST_F(UpstreamStreamTest, DestroyingTheStreamWhileResolvingIsSafe) {
+  Recorder recorder;
+  {
+    UpstreamStream stream(recorder, base(), dns());
+    config::Upstream upstream;
+    upstream.host = "slow.invalid";  // no name server here: the query stays pending
+    stream.dial(upstream);
+  }
+  runFor(100ms);
+  EXPECT_TRUE(recorder.events.empty());
+}
+
+}  // namespace
+}  // namespace mqtls::net::testing

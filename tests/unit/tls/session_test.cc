@@ -1,0 +1,175 @@
+// Session resumption over memory BIOs: a session resumes, a forgotten one never does, and no
+// session outlives its client certificate (a certificate made here, valid for seconds, issued
+// by the test intermediate CA).
+#include <gtest/gtest.h>
+
+#include <openssl/err.h>
+
+#include <chrono>
+#include <thread>
+
+#include "test_certs.h"
+#include "tls/context.h"
+
+namespace mqtls::tls {
+namespace {
+
+using namespace mqtls::testing;
+using SslSessionPtr = std::unique_ptr<SSL_SESSION, OpenSslDeleter<SSL_SESSION_free>>;
+
+std::string certPath(const std::string& name) {
+  return std::string(MQTLS_CERTS_DIR) + "/" + name;
+}
+
+config::TlsSettings settings(config::TlsVersion max_version) {
+  config::TlsSettings s;
+  s.cert_file = certPath("server-ec.pem");
+  s.key_file = certPath("server-ec.key");
+  s.client_ca_file = certPath("ca-bundle.pem");
+  s.max_version = max_version;
+  return s;
+}
+
+// A client context presenting `cert` with `key`.
+SslCtxPtr clientContext(X509* cert, EVP_PKEY* key) {
+  SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
+  SSL_CTX_use_certificate(ctx.get(), cert);
+  SSL_CTX_use_PrivateKey(ctx.get(), key);
+  return ctx;
+}
+
+SslCtxPtr clientContext(const std::string& name) {
+  X509Ptr cert = readCertificateFile(certPath(name + ".pem"));
+  EvpPkeyPtr key = readKeyFile(certPath(name + ".key"));
+  return clientContext(cert.get(), key.get());
+}
+
+// One finished (or failed) handshake; both ends stay alive for inspection.
+struct Handshake {
+  SslPtr client;
+  SslPtr server;
+  bool done = false;
+  bool resumed = false;
+  long verify = X509_V_OK;
+  SslSessionPtr session;  // the client's newest session, for resuming
+
+  // Frees both ends as after a clean close, so OpenSSL keeps the session resumable.
+  ~Handshake() {
+    for (SSL* ssl : {client.get(), server.get()}) {
+      if (ssl != nullptr) {
+        SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+      }
+    }
+  }
+};
+
+// Runs a handshake, offering `resume` if not null, until both ends finish or one fails.
+std::unique_ptr<Handshake> handshake(const TlsContext& server_ctx, SSL_CTX* client_ctx,
+                                     SSL_SESSION* resume = nullptr) {
+  auto h = std::make_unique<Handshake>();
+  h->client.reset(SSL_new(client_ctx));
+  h->server = server_ctx.newSsl();
+  BIO* client_bio = nullptr;
+  BIO* server_bio = nullptr;
+  BIO_new_bio_pair(&client_bio, 0, &server_bio, 0);
+  SSL_set_bio(h->client.get(), client_bio, client_bio);
+  SSL_set_bio(h->server.get(), server_bio, server_bio);
+  SSL_set_connect_state(h->client.get());
+  SSL_set_accept_state(h->server.get());
+  if (resume != nullptr) {
+    SSL_set_session(h->client.get(), resume);
+  }
+  bool client_done = false;
+  for (int round = 0; round < 20 && !(client_done && h->done); ++round) {
+    if (!client_done) {
+      int rc = SSL_do_handshake(h->client.get());
+      client_done = rc == 1;
+      if (rc != 1 && SSL_get_error(h->client.get(), rc) != SSL_ERROR_WANT_READ) {
+        break;
+      }
+    }
+    if (!h->done) {
+      int rc = SSL_do_handshake(h->server.get());
+      h->done = rc == 1;
+      if (rc != 1 && SSL_get_error(h->server.get(), rc) != SSL_ERROR_WANT_READ) {
+        break;
+      }
+    }
+  }
+  char byte;
+  SSL_read(h->client.get(), &byte, 1);  // TLS 1.3: takes the session ticket
+  ERR_clear_error();
+  h->resumed = h->done && SSL_session_reused(h->server.get()) == 1;
+  h->verify = SSL_get_verify_result(h->server.get());
+  h->session.reset(SSL_get1_session(h->client.get()));
+  return h;
+}
+
+class SessionTest : public ::testing::TestWithParam<config::TlsVersion> {};
+
+TEST_P(SessionTest, SessionResumesUntilForgotten) {
+  auto context = TlsContext::create(settings(GetParam()));
+  ASSERT_TRUE(context.ok()) << context.error().message;
+  SslCtxPtr client = clientContext("client");
+  auto first = handshake(**context, client.get());
+  ASSERT_TRUE(first->done);
+  EXPECT_FALSE(first->resumed);
+  auto second = handshake(**context, client.get(), first->session.get());
+  ASSERT_TRUE(second->done);
+  EXPECT_TRUE(second->resumed);
+
+  forgetSession(second->server.get());
+  auto third = handshake(**context, client.get(), second->session.get());
+  ASSERT_TRUE(third->done);
+  EXPECT_FALSE(third->resumed);
+}
+
+TEST_P(SessionTest, NoSessionOutlivesTheClientCertificate) {
+  X509Ptr ca = readCertificateFile(certPath("intermediate-ca.pem"));
+  EvpPkeyPtr ca_key = readKeyFile(certPath("intermediate-ca.key"));
+  ASSERT_TRUE(ca && ca_key);
+  EvpPkeyPtr key = ecKey();
+  X509Ptr cert = makeCertificate(key.get(), "device-brief", -60, 2, ca.get(), ca_key.get());
+  auto context = TlsContext::create(settings(GetParam()));
+  ASSERT_TRUE(context.ok()) << context.error().message;
+  SslCtxPtr client = clientContext(cert.get(), key.get());
+
+  auto first = handshake(**context, client.get());
+  ASSERT_TRUE(first->done);
+  EXPECT_TRUE(peerCertificateCurrent(first->server.get()));
+  auto second = handshake(**context, client.get(), first->session.get());
+  ASSERT_TRUE(second->done);
+  EXPECT_TRUE(second->resumed);  // resumable while the certificate is valid
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+  EXPECT_FALSE(peerCertificateCurrent(first->server.get()));
+  auto late = handshake(**context, client.get(), second->session.get());
+  EXPECT_FALSE(late->resumed);
+  EXPECT_FALSE(late->done);  // a full handshake, which the expired certificate fails
+  EXPECT_EQ(late->verify, X509_V_ERR_CERT_HAS_EXPIRED);
+}
+
+INSTANTIATE_TEST_SUITE_P(Versions, SessionTest,
+                         ::testing::Values(config::TlsVersion::Tls12, config::TlsVersion::Tls13),
+                         [](const auto& info) {
+                           return info.param == config::TlsVersion::Tls12 ? "Tls12" : "Tls13";
+                         });
+
+TEST(SessionHelpers, SafeWithoutPeerOrSession) {
+  EXPECT_TRUE(peerCertificateCurrent(nullptr));
+  forgetSession(nullptr);
+  auto context = TlsContext::create(settings(config::TlsVersion::Tls13));
+  ASSERT_TRUE(context.ok()) << context.error().message;
+  SslPtr fresh = (*context)->newSsl();
+  EXPECT_TRUE(peerCertificateCurrent(fresh.get()));
+  forgetSession(fresh.get());
+  // A handshake the server refuses (no client certificate) leaves a session to forget safely.
+  SslCtxPtr anonymous(SSL_CTX_new(TLS_client_method()));
+  auto failed = handshake(**context, anonymous.get());
+  EXPECT_FALSE(failed->done);
+  EXPECT_TRUE(peerCertificateCurrent(failed->server.get()));
+  forgetSession(failed->server.get());
+}
+
+}  // namespace
+}  // namespace mqtls::tls
