@@ -2,6 +2,10 @@
 # The performance benchmark: mqtls side by side with the things operators compare it to, in one
 # run, all in front of (or being) a local Mosquitto:
 #   mqtls            mqtls (workers: 1) -> plaintext Mosquitto
+#   mqtls-framed     the same binary with limits.packet_framing: always (every client packet cut
+#                    and checked by the codec): the cost of the framed path (--no-framed skips it)
+#   mqtls-before     another mqtls binary given with --baseline BIN (e.g. a build of the previous
+#                    commit), same settings: before/after ratios from one run
 #   mosquitto-tls    Mosquitto's own mutual-TLS listener (use_identity_as_username), a second
 #                    Mosquitto process
 #   haproxy          HAProxy 2.6 in TCP mode terminating mutual TLS -> the plaintext Mosquitto
@@ -11,7 +15,8 @@
 # CPU per operation with ratios. Servers (and the broker) run on CPU 0, the load generator on
 # CPU 1. Exits non-zero if any target fails to work.
 #
-#   scripts/bench.sh [--quick] [--duration SEC] [--warmup SEC] [--no-haproxy] [-- BENCH_ARGS]
+#   scripts/bench.sh [--quick] [--duration SEC] [--warmup SEC] [--no-haproxy] [--no-framed]
+#                    [--baseline BIN] [-- BENCH_ARGS]
 #     --quick        1.5 s per run instead of 5 s (about a minute in all)
 #     BENCH_ARGS     passed to mqtls_bench, e.g. --scenarios connect-tls13,publish-64
 #   MQTLS_BENCH_BUILD=DIR   build directory (default: build)
@@ -23,6 +28,8 @@ build=$(realpath -m -- "${MQTLS_BENCH_BUILD:-build}")
 duration=5
 warmup=1
 want_haproxy=1
+want_framed=1
+baseline=""
 bench_args=()
 
 while [ $# -gt 0 ]; do
@@ -31,6 +38,8 @@ while [ $# -gt 0 ]; do
     --duration) duration=$2; shift ;;
     --warmup) warmup=$2; shift ;;
     --no-haproxy) want_haproxy=0 ;;
+    --no-framed) want_framed=0 ;;
+    --baseline) baseline=$(realpath -- "$2"); shift ;;
     --) shift; bench_args=("$@"); break ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -129,15 +138,19 @@ pids+=("$broker_pid")
 wait_listening mosquitto "$broker_pid" "$broker_port" "$work/mosquitto-plain.log"
 echo "mosquitto (plaintext broker)  127.0.0.1:$broker_port  pid $broker_pid"
 
-mqtls_port=$(free_port)
-cat >"$work/mqtls.yaml" <<YAML
+# start_mqtls NAME BINARY [LIMITS_LINE]: an mqtls (workers: 1) in front of the plaintext broker;
+# sets started_port and started_pid.
+start_mqtls() {
+  local name=$1 binary=$2 extra=${3:-}
+  started_port=$(free_port)
+  cat >"$work/$name.yaml" <<YAML
 workers: 1
 log:
   level: warn
 listeners:
   - name: bench
     bind: 127.0.0.1
-    port: $mqtls_port
+    port: $started_port
     tls:
       cert: $certs/server-ec.pem
       key: $certs/server-ec.key
@@ -148,13 +161,28 @@ upstream:
   port: $broker_port
 limits:
   drain_timeout: 1s
+  $extra
 YAML
-"$mqtls" --check --config "$work/mqtls.yaml"
-"${server_pin[@]}" "$mqtls" --config "$work/mqtls.yaml" 2>"$work/mqtls.log" &
-mqtls_pid=$!
-pids+=("$mqtls_pid")
-wait_listening mqtls "$mqtls_pid" "$mqtls_port" "$work/mqtls.log"
-echo "mqtls -> broker               127.0.0.1:$mqtls_port  pid $mqtls_pid"
+  "$binary" --check --config "$work/$name.yaml"
+  "${server_pin[@]}" "$binary" --config "$work/$name.yaml" 2>"$work/$name.log" &
+  started_pid=$!
+  pids+=("$started_pid")
+  wait_listening "$name" "$started_pid" "$started_port" "$work/$name.log"
+  printf '%-29s 127.0.0.1:%s  pid %s\n' "$name -> broker" "$started_port" "$started_pid"
+}
+
+start_mqtls mqtls "$mqtls"
+mqtls_port=$started_port
+mqtls_pid=$started_pid
+extra_targets=()
+if [ "$want_framed" = 1 ]; then
+  start_mqtls mqtls-framed "$mqtls" "packet_framing: always"
+  extra_targets+=(--target "mqtls-framed=tls:$started_port:$started_pid,$broker_pid")
+fi
+if [ -n "$baseline" ]; then
+  start_mqtls mqtls-before "$baseline"
+  extra_targets+=(--target "mqtls-before=tls:$started_port:$started_pid,$broker_pid")
+fi
 
 mosq_tls_port=$(free_port)
 # "user": when started as root, keep root rather than switch to "mosquitto", which cannot read the
@@ -180,6 +208,7 @@ wait_listening mosquitto-tls "$mosq_tls_pid" "$mosq_tls_port" "$work/mosquitto-t
 echo "mosquitto TLS listener        127.0.0.1:$mosq_tls_port  pid $mosq_tls_pid"
 
 targets=(--target "mqtls=tls:$mqtls_port:$mqtls_pid,$broker_pid"
+         "${extra_targets[@]}"
          --target "mosquitto-tls=tls:$mosq_tls_port:$mosq_tls_pid")
 
 if [ "$want_haproxy" = 1 ] && ! command -v haproxy >/dev/null && [ "$(id -u)" = 0 ] &&
@@ -239,8 +268,10 @@ for pid in "${pids[@]}"; do
     status=1
   fi
 done
-if [ -s "$work/mqtls.log" ]; then
-  echo "mqtls logged $(wc -l <"$work/mqtls.log") warning/error line(s); the last ones:"
-  tail -n 5 "$work/mqtls.log"
-fi
+for log in "$work"/mqtls*.log; do
+  if [ -s "$log" ]; then
+    echo "$(basename "$log" .log) logged $(wc -l <"$log") warning/error line(s); the last ones:"
+    tail -n 5 "$log"
+  fi
+done
 exit "$status"

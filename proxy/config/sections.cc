@@ -125,7 +125,7 @@ void readUpstream(Context& ctx, const Field& field, Upstream& upstream) {
 void readLimits(Context& ctx, const Field& field, Limits& limits) {
   Section section(ctx, field,
                   {"handshake_timeout", "connect_timeout", "max_connect_size", "max_connections",
-                   "buffer_limit", "drain_timeout"});
+                   "buffer_limit", "drain_timeout", "admission_timeout", "packet_framing"});
   auto duration = [&](std::string_view key, Duration& out) {
     if (auto value = readDuration(ctx, section.field(key), Duration(1), kMaxDuration)) {
       out = *value;
@@ -134,6 +134,9 @@ void readLimits(Context& ctx, const Field& field, Limits& limits) {
   duration("handshake_timeout", limits.handshake_timeout);
   duration("connect_timeout", limits.connect_timeout);
   duration("drain_timeout", limits.drain_timeout);
+  duration("admission_timeout", limits.admission_timeout);
+  readEnum<bool>(ctx, section.field("packet_framing"), {{"auto", false}, {"always", true}},
+                 limits.frame_client_packets);
   // 268435460 = the largest MQTT remaining length (268435455) plus a 5-byte fixed header.
   if (auto size = readSize(ctx, section.field("max_connect_size"), 2, 268'435'460)) {
     limits.max_connect_size = *size;

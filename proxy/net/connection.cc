@@ -250,11 +250,19 @@ void Connection::whileStreaming(Event event) {
   }
 }
 
-// Refusing and Flushing: the survivor's output drains; its stream then reports Finished.
+// Refusing and Flushing: the survivor's output drains; its stream then reports Finished. The
+// other side, if it is still there (a refused packet), may finish and close meanwhile.
 void Connection::whileFlushing(Event event) {
   Stream* side = survivor();
-  if ((event == Event::ClientFinished && side == client_.get()) ||
-      (event == Event::UpstreamFinished && side == upstream_.get())) {
+  const bool client_event = event == Event::ClientFinished || event == Event::ClientClosed;
+  const bool upstream_event = event == Event::UpstreamFinished || event == Event::UpstreamClosed;
+  if ((client_event && side != client_.get()) || (upstream_event && side != upstream_.get())) {
+    if (event == Event::UpstreamClosed) {
+      upstream_.reset();
+    }
+    return;
+  }
+  if (event == Event::ClientFinished || event == Event::UpstreamFinished) {
     startLinger();
   } else if (event == Event::ClientClosed || event == Event::UpstreamClosed) {
     close(record_.close_reason, record_.detail);
