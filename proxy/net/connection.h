@@ -146,7 +146,8 @@ class Connection final : public StreamObserver {
   void finishSurvivor(Stream& survivor, State state);
   void onFlushDeadline();
   void startLinger();
-  void close(const std::string& reason, const std::string& detail = {});
+  // Takes its arguments by value: callers pass strings owned by the streams it releases.
+  void close(std::string reason, std::string detail = {});
 
   void armDeadline(std::chrono::milliseconds after);
   Stream* survivor() const;

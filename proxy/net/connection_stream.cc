@@ -249,7 +249,7 @@ Stream* Connection::survivor() const {
 }
 
 // Releases both sides and the timer, counts and logs the connection. Idempotent.
-void Connection::close(const std::string& reason, const std::string& detail) {
+void Connection::close(std::string reason, std::string detail) {
   if (state_ == State::Closed) {
     return;
   }
@@ -260,12 +260,12 @@ void Connection::close(const std::string& reason, const std::string& detail) {
   if (deadline_) {
     event_del(deadline_.get());
   }
-  record_.close_reason = reason;
-  record_.detail = detail;
+  record_.close_reason = std::move(reason);
+  record_.detail = std::move(detail);
   record_.duration_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - accepted_at_)
           .count();
-  host_.metrics().connectionClosed(reason);
+  host_.metrics().connectionClosed(record_.close_reason);
   ops::logAccess(record_);
 }
 
