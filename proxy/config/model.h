@@ -57,6 +57,7 @@ struct Limits {
   std::size_t buffer_limit = 256 * 1024;                // per direction before reads pause
   Duration drain_timeout = std::chrono::seconds(30);    // SIGTERM -> forced close
   Duration admission_timeout = std::chrono::seconds(10);  // CONNECT decoded -> decision
+  std::size_t max_rewritten_packet = 16 * 1024 * 1024;  // framed: largest packet held whole
   bool frame_client_packets = false;  // cut client->broker into packets even with nothing to do
 };
 

@@ -125,7 +125,8 @@ void readUpstream(Context& ctx, const Field& field, Upstream& upstream) {
 void readLimits(Context& ctx, const Field& field, Limits& limits) {
   Section section(ctx, field,
                   {"handshake_timeout", "connect_timeout", "max_connect_size", "max_connections",
-                   "buffer_limit", "drain_timeout", "admission_timeout", "packet_framing"});
+                   "buffer_limit", "drain_timeout", "admission_timeout", "packet_framing",
+                   "max_rewritten_packet"});
   auto duration = [&](std::string_view key, Duration& out) {
     if (auto value = readDuration(ctx, section.field(key), Duration(1), kMaxDuration)) {
       out = *value;
@@ -140,6 +141,9 @@ void readLimits(Context& ctx, const Field& field, Limits& limits) {
   // 268435460 = the largest MQTT remaining length (268435455) plus a 5-byte fixed header.
   if (auto size = readSize(ctx, section.field("max_connect_size"), 2, 268'435'460)) {
     limits.max_connect_size = *size;
+  }
+  if (auto size = readSize(ctx, section.field("max_rewritten_packet"), 1024, 268'435'460)) {
+    limits.max_rewritten_packet = *size;
   }
   if (auto count = readInteger(ctx, section.field("max_connections"), 1, 1'000'000)) {
     limits.max_connections = static_cast<std::size_t>(*count);

@@ -52,7 +52,9 @@ class AdmissionDecider {
  public:
   virtual ~AdmissionDecider() = default;
   // Either calls `done` before returning and returns null, or returns a handle and calls `done`
-  // exactly once later from the event loop (unless the handle is destroyed first).
+  // exactly once later from the event loop (unless the handle is destroyed first). Calling
+  // `done` may destroy the handle, and the connection, before it returns: a decider calls it
+  // last, from a copy it owns on the stack, and touches none of its own state afterwards.
   virtual std::unique_ptr<PendingAdmission> decide(AdmissionRequest request,
                                                    VerdictCallback done) = 0;
 };

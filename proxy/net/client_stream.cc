@@ -155,7 +155,8 @@ void ClientTlsStream::shutdownWrite() {
 void ClientTlsStream::lingerRead(evutil_socket_t fd, short, void* self) {
   auto* stream = static_cast<ClientTlsStream*>(self);
   char scratch[4096];
-  for (;;) {
+  // Bounded per callback, so a peer sending at line rate cannot hold the event loop.
+  for (int reads = 0; reads < 16; ++reads) {
     ssize_t n = ::recv(fd, scratch, sizeof scratch, 0);
     if (n > 0) {
       continue;
@@ -167,6 +168,6 @@ void ClientTlsStream::lingerRead(evutil_socket_t fd, short, void* self) {
     stream->notify(StreamEvent::Closed);
     return;
   }
-}
+}  // still readable: the persistent event fires again on the next loop turn
 
 }  // namespace mqtls::net

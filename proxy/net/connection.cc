@@ -121,9 +121,20 @@ void Connection::onStreamEvent(Stream& stream, StreamEvent event) {
 }
 
 void Connection::dispatch(Event event) {
+  ++dispatch_depth_;
   if (event == Event::Shutdown && state_ != State::Closed) {
     close("shutdown");
   }
+  handle(event);
+  if (--dispatch_depth_ == 0 && state_ == State::Closed) {
+    host_.release(this);  // destroys this; nothing may follow
+  }
+}
+
+// Routes an event to the handler of the current state. A handler may cause another event to be
+// dispatched from inside (a stream reporting at once); dispatch() releases the connection only
+// when the outermost call returns.
+void Connection::handle(Event event) {
   switch (state_) {
     case State::Handshaking:
       whileHandshaking(event);
@@ -149,9 +160,6 @@ void Connection::dispatch(Event event) {
       break;
     case State::Closed:
       break;
-  }
-  if (state_ == State::Closed) {
-    host_.release(this);  // destroys this; nothing may follow
   }
 }
 
@@ -256,6 +264,15 @@ void Connection::whileFlushing(Event event) {
   Stream* side = survivor();
   const bool client_event = event == Event::ClientFinished || event == Event::ClientClosed;
   const bool upstream_event = event == Event::UpstreamFinished || event == Event::UpstreamClosed;
+  if (client_event && side == client_.get() && upstream_ && upstream_->finishing() &&
+      !upstream_->finished() && upstream_->closeKind() == CloseKind::None) {
+    // A refused packet: the client is told and done; what went before it still reaches the
+    // broker, which is now the side being flushed.
+    client_.reset();
+    flush_mark_ = upstream_->outputSize();
+    armDeadline(kFlushIdleTimeout);
+    return;
+  }
   if ((client_event && side != client_.get()) || (upstream_event && side != upstream_.get())) {
     if (event == Event::UpstreamClosed) {
       upstream_.reset();

@@ -112,6 +112,7 @@ class Connection final : public StreamObserver {
 
   void onStreamEvent(Stream& stream, StreamEvent event) override;
   void transition(State to);
+  void handle(Event event);
 
   // Per-state handlers, called only by dispatch().
   void whileHandshaking(Event event);
@@ -167,10 +168,12 @@ class Connection final : public StreamObserver {
   std::unique_ptr<PendingAdmission> pending_;  // a decision that will arrive later
   std::optional<Verdict> verdict_;             // the decision, once it arrived
   bool deciding_ = false;                      // inside decide(): answers are kept, not dispatched
-  std::vector<std::uint8_t> pending_connect_;  // rewritten CONNECT awaiting the dial
+  int dispatch_depth_ = 0;  // dispatch() calls on the stack; only the outermost releases
+  std::vector<std::uint8_t> pending_connect_;      // rewritten CONNECT awaiting the dial
   std::optional<std::string> assigned_client_id_;  // MQTT 5: add to the broker's CONNACK
   std::uint32_t client_max_packet_size_ = 0;
   std::unique_ptr<PacketStep> step_;  // framed client-to-broker streaming when set
+  std::size_t passthrough_left_ = 0;  // framed: bytes of a packet the step skips, still to move
   bool client_finished_ = false;      // the client closed cleanly before streaming began
   std::size_t flush_mark_ = 0;        // survivor's output size at the last flush check
   ops::AccessRecord record_;

@@ -50,26 +50,48 @@ void Connection::moveToBroker(std::size_t bytes) {
   record_.bytes_from_client += bytes;
 }
 
-// Cuts the client's input into whole packets and passes each through step_. Packets the step
-// does not want move without a copy. Stops at an incomplete packet or once the broker's output
-// holds `limit` bytes. Returns false when a packet was refused (the connection is ending).
+// Cuts the client's input into whole packets and passes each the step wants through step_;
+// the others stream by length without a copy, whatever their size. A packet the step wants is
+// held whole, up to limits.max_rewritten_packet (larger: DISCONNECT 0x95). Stops at an
+// incomplete packet or once the broker's output holds `limit` bytes. Returns false when a packet
+// was refused (the connection is ending).
 bool Connection::forwardFramed(std::size_t limit) {
   evbuffer* input = client_->input();
   evbuffer* output = upstream_->output();
+  const std::size_t held_limit = host_.config().limits.max_rewritten_packet;
   while (evbuffer_get_length(output) < limit) {
-    auto frame = peekBuffered(input, mqtt::kMaxRemainingLength + 5);
-    if (frame.status == mqtt::FrameStatus::NeedMore) {
-      break;
+    if (passthrough_left_ > 0) {
+      const std::size_t n = std::min(passthrough_left_, evbuffer_get_length(input));
+      if (n == 0) {
+        break;
+      }
+      evbuffer_remove_buffer(input, output, n);
+      passthrough_left_ -= n;
+      moveToBroker(n);
+      continue;
     }
+    auto frame = peekBuffered(input, mqtt::kMaxRemainingLength + 5);
     if (frame.status == mqtt::FrameStatus::Error) {
       endForPacket(0x81, "malformed packet: " + std::string(mqtt::frameErrorName(frame.error)));
       return false;
     }
-    const std::size_t size = frame.totalSize();
-    StepResult step;
-    if (step_->wants(frame.type)) {
-      step = step_->onPacket(frame, contiguous(input, size));
+    if (frame.header_size == 0) {
+      break;  // not even a fixed header yet
     }
+    const std::size_t size = frame.totalSize();
+    if (!step_->wants(frame.type)) {
+      passthrough_left_ = size;
+      continue;
+    }
+    if (size > held_limit) {
+      endForPacket(0x95, "packet of " + std::to_string(size) + " bytes exceeds " +
+                             std::to_string(held_limit) + " (limits.max_rewritten_packet)");
+      return false;
+    }
+    if (frame.status == mqtt::FrameStatus::NeedMore) {
+      break;
+    }
+    StepResult step = step_->onPacket(frame, contiguous(input, size));
     switch (step.action) {
       case StepAction::Forward:
         evbuffer_remove_buffer(input, output, size);

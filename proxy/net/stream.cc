@@ -91,8 +91,16 @@ void Stream::finish() {
   bufferevent_setwatermark(bev_.get(), EV_WRITE, 0, 0);
   bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
   if (outputSize() == 0) {
-    completeFinish();
+    finish_later_.reset(
+        event_new(bufferevent_get_base(bev_.get()), -1, 0, &Stream::finishLaterCallback, this));
+    if (finish_later_) {
+      event_active(finish_later_.get(), 0, 0);
+    }
   }
+}
+
+void Stream::finishLaterCallback(evutil_socket_t, short, void* self) {
+  static_cast<Stream*>(self)->completeFinish();
 }
 
 // Output is flushed: write the trailer (retrying on writability), shut the write side, report.

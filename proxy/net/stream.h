@@ -76,7 +76,8 @@ class Stream {
   // Ends the stream gracefully: stops delivering input (it is discarded from now on), flushes
   // output(), ends the write side in the order the transport needs, then reports Finished. The
   // stream stays open to take the peer's close (Closed) so that unread bytes never turn the close
-  // into a data-losing reset. Idempotent.
+  // into a data-losing reset. Idempotent. Finished is reported on a later loop turn, never from
+  // inside this call.
   void finish();
   bool finishing() const { return finishing_; }
   bool finished() const { return finished_; }
@@ -113,11 +114,13 @@ class Stream {
   static void writeCallback(bufferevent* bev, void* self);
   static void eventCallback(bufferevent* bev, short what, void* self);
   static void trailerCallback(evutil_socket_t fd, short what, void* self);
+  static void finishLaterCallback(evutil_socket_t fd, short what, void* self);
   void completeFinish();
 
   StreamObserver& observer_;
   BufferEventPtr bev_;
   EventPtr trailer_retry_;  // socket writability while a TLS close_notify waits for room
+  EventPtr finish_later_;   // completes a finish() whose output was already empty
   bool paused_ = false;
   bool finishing_ = false;
   bool finished_ = false;

@@ -28,6 +28,7 @@ class ConnectionTest : public NetTest {
     ASSERT_TRUE(runUntil([&] { return brokerConnected() && !broker().received.empty(); }));
     ASSERT_EQ(connection->state(), State::Streaming);
   }
+  void brokerStopsReading(bool framed);
   std::vector<std::uint8_t> connect_bytes;
 };
 
@@ -121,8 +122,10 @@ TEST_F(ConnectionTest, DrainShutdownCancelsAPendingAdmission) {
   EXPECT_EQ(closed.at(0).close_reason, "shutdown");
 }
 
-TEST_F(ConnectionTest, BrokerThatStopsReadingPausesTheClient) {
+// Shared by the byte-for-byte and the framed path: back-pressure holds in both.
+void ConnectionTest::brokerStopsReading(bool framed) {
   config_.limits.buffer_limit = 64 * 1024;
+  config_.limits.frame_client_packets = framed;
   connectThrough(connectV311("dev"));
   const std::size_t after_connect = broker().received.size();
   broker().stopReading();
@@ -141,6 +144,14 @@ TEST_F(ConnectionTest, BrokerThatStopsReadingPausesTheClient) {
   ASSERT_TRUE(runUntil([&] { return broker().received.size() >= expected; }, 20s))
       << broker().received.size() << " of " << expected;
   EXPECT_EQ(broker().received.size(), expected);
+}
+
+TEST_F(ConnectionTest, BrokerThatStopsReadingPausesTheClient) {
+  brokerStopsReading(false);
+}
+
+TEST_F(ConnectionTest, BrokerThatStopsReadingPausesAFramedClient) {
+  brokerStopsReading(true);
 }
 
 TEST_F(ConnectionTest, ClientThatStopsReadingPausesTheBroker) {
@@ -217,6 +228,56 @@ TEST_F(ConnectionTest, BrokerDownGivesServerUnavailable) {
   ASSERT_TRUE(runUntil([&] { return client.received.size() >= 4; }));
   EXPECT_EQ(client.received, (std::vector<std::uint8_t>{0x20, 0x02, 0x00, 0x03}));
   EXPECT_EQ(counter("mqtls_upstream_connect_failures_total"), 1);
+}
+
+TEST_F(ConnectionTest, OversizedConnectThenCleanCloseEndsOnce) {
+  // A fixed header announcing 256 MiB, the level not yet known, then a clean close: the refusal
+  // sends nothing and the stream finishes with nothing to flush.
+  ASSERT_NE(connect(), nullptr);
+  ASSERT_TRUE(runUntil([&] { return client.connected; }));
+  client.send(std::vector<std::uint8_t>{0x10, 0xff, 0xff, 0xff, 0x7f});
+  runFor(50ms);
+  client.bev.reset();
+  ASSERT_TRUE(runUntil([&] { return connection == nullptr; }));
+  ASSERT_EQ(closed.size(), 1u);
+  EXPECT_EQ(closed[0].close_reason, "connect_too_large");
+}
+
+TEST_F(ConnectionTest, FramedMalformedPacketRightAfterConnectAndClose) {
+  config_.limits.frame_client_packets = true;
+  ASSERT_NE(connect(), nullptr);
+  ASSERT_TRUE(runUntil([&] { return client.connected; }));
+  auto bytes = connectV311("dev");
+  bytes.insert(bytes.end(), {0x30, 0xff, 0xff, 0xff, 0xff});  // a five-byte length: malformed
+  client.send(bytes);
+  ASSERT_TRUE(runUntil(
+      [&] { return evbuffer_get_length(bufferevent_get_output(client.bev.get())) == 0; }));
+  client.bev.reset();  // the close follows the bytes at once, before the broker is connected
+  ASSERT_TRUE(runUntil([&] { return connection == nullptr; }));
+  ASSERT_EQ(closed.size(), 1u);
+  EXPECT_EQ(closed[0].close_reason, "packet_refused");
+}
+
+TEST_F(ConnectionTest, FramedPathStreamsPacketsItDoesNotRewriteWhateverTheirSize) {
+  config_.limits.frame_client_packets = true;
+  config_.limits.max_rewritten_packet = 64 * 1024;
+  connectThrough(connectV311("dev"));
+  const std::size_t after_connect = broker().received.size();
+  auto publish = publishV311("t", std::string(3 * 1024 * 1024, 'z'));
+  client.send(publish);
+  ASSERT_TRUE(runUntil([&] { return broker().received.size() == after_connect + publish.size(); }));
+  EXPECT_TRUE(
+      std::equal(publish.begin(), publish.end(), broker().received.begin() + after_connect));
+}
+
+TEST_F(ConnectionTest, RewrittenPacketOverTheLimitGetsDisconnect0x95) {
+  config_.identity.publish_properties = {{config::IdentitySource::Cn, "x-cert-cn"}};
+  config_.limits.max_rewritten_packet = 64 * 1024;
+  connectThrough(connectV5("dev"));
+  client.send(publishV5("t", std::string(128 * 1024, 'z'), {}));
+  ASSERT_TRUE(runUntil([&] { return client.received.size() >= 3; }));
+  EXPECT_EQ(client.received[0], 0xE0);
+  EXPECT_EQ(client.received[2], 0x95);
 }
 
 TEST(ConnectionStates, TransitionsFollowTheDiagram) {
