@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "net/server.h"
 #include "ops/logging.h"
@@ -64,8 +65,7 @@ int main(int argc, char** argv) {
     return code;
   }
   // The same complete check (YAML and TLS material) for --check and for a start.
-  const mqtls::startup::CheckedConfig checked =
-      mqtls::startup::checkConfigFile(options.config_path);
+  mqtls::startup::CheckedConfig checked = mqtls::startup::checkConfigFile(options.config_path);
   const mqtls::config::LoadResult& loaded = checked.loaded;
   if (!loaded.ok()) {
     for (const auto& line : loaded.errors) {
@@ -101,7 +101,8 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  auto server = mqtls::net::Server::create(config, metrics);
+  // The contexts the check built are the ones served: each is built once.
+  auto server = mqtls::net::Server::create(config, std::move(checked.contexts), metrics);
   if (!server) {
     spdlog::critical("{}", server.error().message);
     return 1;

@@ -3,6 +3,8 @@
 #include <optional>
 #include <utility>
 
+#include "tls/context_store.h"
+
 namespace mqtls::startup {
 namespace {
 
@@ -26,7 +28,7 @@ std::optional<config::SettingPosition> placeOf(const config::LoadResult& loaded,
 tls::TlsContextPtr checkListener(config::LoadResult& loaded, bool yaml_errors, std::size_t index) {
   const std::string path = "listeners[" + std::to_string(index) + "]";
   tls::BuildReport report;
-  tls::TlsContextPtr context = tls::TlsContext::build(loaded.read.listeners[index].tls, report);
+  tls::TlsContextPtr context = tls::ContextStore::build(loaded.read.listeners[index].tls, report);
   for (const auto& problem : report.errors) {
     if (auto at = placeOf(loaded, yaml_errors, path, problem.key)) {
       loaded.addError(*at, problem.message);

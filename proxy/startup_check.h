@@ -1,5 +1,5 @@
 // The checks of a configuration that need more than its YAML: each listener's TLS context is
-// built (tls::TlsContext::build, the one place the TLS material is checked) as part of
+// built (tls::ContextStore::build, the one place a listener's context is built) as part of
 // validation, and every problem it reports is placed at the position of the setting it
 // concerns, among the loader's own errors, in file order. Used by `mqtls --check` and at
 // startup, so both report the same errors the same way.

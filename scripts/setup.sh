@@ -14,6 +14,7 @@ PACKAGES=(
   mosquitto mosquitto-clients libmosquitto-dev
   clang libclang-rt-14-dev
   python3 procps iproute2
+  softhsm2 libengine-pkcs11-openssl opensc
 )
 
 missing=()

@@ -16,6 +16,9 @@ using Duration = std::chrono::milliseconds;
 enum class ClientAuth { Required, Optional, None };
 enum class TlsVersion { Tls12, Tls13 };
 enum class CrlCheck { Leaf, Chain };  // check the leaf only, or every certificate of the chain
+// stateful: one server-side session store per listener; tickets: stateless tickets encrypted
+// with keys replicas can share.
+enum class SessionMode { Stateful, Tickets };
 
 struct TlsSettings {
   std::string cert_file;       // server chain PEM (leaf first)
@@ -27,12 +30,17 @@ struct TlsSettings {
   CrlCheck crl_check = CrlCheck::Leaf;
   TlsVersion min_version = TlsVersion::Tls12;
   TlsVersion max_version = TlsVersion::Tls13;
-  std::string ciphers;                      // TLS 1.2 cipher list (OpenSSL syntax)
-  std::string ciphersuites;                 // TLS 1.3 ciphersuites
-  std::string groups;                       // key-exchange groups, e.g. "X25519:P-256"
-  std::vector<std::string> alpn;            // empty: no ALPN negotiation
-  std::size_t session_cache_size = 20'000;  // stateful resumption cache entries; 0 disables
-  Duration session_timeout = std::chrono::minutes(5);
+  std::string ciphers;            // TLS 1.2 cipher list (OpenSSL syntax)
+  std::string ciphersuites;       // TLS 1.3 ciphersuites
+  std::string groups;             // key-exchange groups, e.g. "X25519:P-256"
+  std::vector<std::string> alpn;  // empty: no ALPN negotiation
+  // tls.session (tls/session_store.h, tls/ticket_keys.h). The legacy keys session_cache_size
+  // and session_timeout set session.cache_size and session.lifetime.
+  SessionMode session_mode = SessionMode::Stateful;
+  std::size_t session_cache_size = 20'000;  // stateful: sessions kept (LRU); 0 disables resumption
+  Duration session_timeout = std::chrono::minutes(5);  // session.lifetime, capped at cert notAfter
+  std::string ticket_key_file;  // tickets: HAProxy/nginx key file; empty: keys made in memory
+  Duration ticket_rotation = std::chrono::hours(1);  // tickets without a key file
 };
 
 struct Listener {

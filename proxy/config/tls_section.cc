@@ -3,6 +3,10 @@
 // (tls/context.h, run by startup_check.h), which reports at the positions recorded here.
 #include "config/sections.h"
 
+#include <strings.h>
+
+#include <cctype>
+
 namespace mqtls::config {
 namespace {
 
@@ -89,25 +93,131 @@ void readAlpn(Context& ctx, const Field& field, TlsSettings& tls) {
   }
 }
 
+// The legacy flat keys: still read, but not together with a session section.
+void readLegacySession(Context& ctx, const Section& section, bool has_session, TlsSettings& tls) {
+  const Field size = section.field("session_cache_size");
+  const Field timeout = section.field("session_timeout");
+  for (const Field* legacy : {&size, &timeout}) {
+    if (legacy->present() && has_session) {
+      ctx.diag.add(legacy->mark, legacy->path,
+                   "give either 'session:' or the older session_cache_size / session_timeout, "
+                   "not both; write 'session: {cache_size: ..., lifetime: ...}'");
+      return;
+    }
+  }
+  if (auto n = readInteger(ctx, size, 0, 10'000'000)) {
+    tls.session_cache_size = static_cast<std::size_t>(*n);
+  }
+  if (auto lifetime = readDuration(ctx, timeout, std::chrono::seconds(1), kMaxDuration)) {
+    tls.session_timeout = *lifetime;
+  }
+}
+
+// tls.session: mode, cache_size, lifetime, ticket_key_file, ticket_rotation.
+void readSession(Context& ctx, const Section& tls_section, TlsSettings& tls) {
+  const Field field = tls_section.field("session");
+  readLegacySession(ctx, tls_section, field.present(), tls);
+  Section section(ctx, field,
+                  {"mode", "cache_size", "lifetime", "ticket_key_file", "ticket_rotation"});
+  if (!field.present() || !section.isMap()) {
+    return;
+  }
+  const bool mode_ok = readEnum<SessionMode>(
+      ctx, section.field("mode"),
+      {{"stateful", SessionMode::Stateful}, {"tickets", SessionMode::Tickets}}, tls.session_mode);
+  if (auto n = readInteger(ctx, section.field("cache_size"), 0, 10'000'000)) {
+    tls.session_cache_size = static_cast<std::size_t>(*n);
+  }
+  if (auto lifetime =
+          readDuration(ctx, section.field("lifetime"), std::chrono::seconds(1), kMaxDuration)) {
+    tls.session_timeout = *lifetime;
+  }
+  const Field keys = section.field("ticket_key_file");
+  if (auto path = readPath(ctx, keys)) {
+    tls.ticket_key_file = *path;
+    recordPosition(ctx, keys.path, keys);
+    if (mode_ok && tls.session_mode != SessionMode::Tickets) {
+      ctx.diag.add(keys.mark, keys.path,
+                   "ticket_key_file is only used with tickets; add 'mode: tickets' or remove it");
+    }
+  }
+  if (auto rotation = readDuration(ctx, section.field("ticket_rotation"), std::chrono::seconds(1),
+                                   kMaxDuration)) {
+    tls.ticket_rotation = *rotation;
+  }
+}
+
+bool isPkcs11Uri(const std::string& value) {
+  return value.size() >= 7 && strncasecmp(value.c_str(), "pkcs11:", 7) == 0;
+}
+
+// `path` %-escaped for a PKCS#11 URI attribute value (RFC 3986 unreserved characters and '/'
+// stay as they are).
+std::string uriEscaped(const std::string& path) {
+  std::string out;
+  for (unsigned char c : path) {
+    if (std::isalnum(c) != 0 || c == '/' || c == '-' || c == '.' || c == '_' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      static constexpr char kHex[] = "0123456789ABCDEF";
+      out += {'%', kHex[c >> 4], kHex[c & 15]};
+    }
+  }
+  return out;
+}
+
+// key: a PEM file, or a PKCS#11 URI (RFC 7512), which is not a path and is kept as written (the
+// TLS context loads the key from the token and reports token, key and PIN problems). pin_file,
+// only with a URI that gives no PIN itself, becomes the URI's pin-source, so the PIN is
+// written in neither the config nor the URI.
+void readKey(Context& ctx, const Section& section, const Field& key, TlsSettings& tls) {
+  const auto text = readString(ctx, key);
+  const bool on_token = text && isPkcs11Uri(*text);
+  if (on_token) {
+    tls.key_file = *text;
+    recordPosition(ctx, key.path, key);
+  } else if (auto path = text ? readPath(ctx, key) : std::nullopt) {
+    tls.key_file = *path;
+    recordPosition(ctx, key.path, key);
+  }
+  const Field pin = section.field("pin_file");
+  const auto pin_path = readPath(ctx, pin);
+  if (!pin_path || !text) {
+    return;
+  }
+  if (!on_token) {
+    ctx.diag.add(pin.mark, pin.path,
+                 "pin_file is only used with a key on a PKCS#11 token; write 'key: "
+                 "pkcs11:token=<label>;object=<key label>;type=private', or remove pin_file");
+  } else if (text->find("pin-value=") != std::string::npos ||
+             text->find("pin-source=") != std::string::npos) {
+    ctx.diag.add(pin.mark, pin.path,
+                 "the key's PKCS#11 URI already gives the PIN (pin-value or pin-source); remove "
+                 "it from the URI or remove pin_file");
+  } else {
+    tls.key_file += (text->find('?') == std::string::npos ? "?" : "&");
+    tls.key_file += "pin-source=file:" + uriEscaped(*pin_path);
+  }
+}
+
 }  // namespace
 
 void readTls(Context& ctx, const Field& field, TlsSettings& tls) {
   Section section(ctx, field,
                   {"cert", "key", "client_ca", "client_auth", "verify_depth", "crl", "crl_check",
                    "min_version", "max_version", "ciphers", "ciphersuites", "groups", "alpn",
-                   "session_cache_size", "session_timeout"});
+                   "session", "session_cache_size", "session_timeout", "pin_file"});
   if (!section.isMap()) {
     return;
   }
   const Field cert =
       section.require("cert", "add 'cert: <PEM file with the server certificate chain>'");
   const Field key = section.require("key", "add 'key: <PEM file with the server private key>'");
-  for (auto [field, out] : {std::pair{&cert, &tls.cert_file}, std::pair{&key, &tls.key_file}}) {
-    if (auto path = readPath(ctx, *field)) {
-      *out = *path;
-      recordPosition(ctx, field->path, *field);
-    }
+  if (auto path = readPath(ctx, cert)) {
+    tls.cert_file = *path;
+    recordPosition(ctx, cert.path, cert);
   }
+  readKey(ctx, section, key, tls);
   const bool auth_ok = readEnum<ClientAuth>(ctx, section.field("client_auth"),
                                             {{"required", ClientAuth::Required},
                                              {"optional", ClientAuth::Optional},
@@ -131,13 +241,7 @@ void readTls(Context& ctx, const Field& field, TlsSettings& tls) {
     }
   }
   readAlpn(ctx, section.field("alpn"), tls);
-  if (auto size = readInteger(ctx, section.field("session_cache_size"), 0, 10'000'000)) {
-    tls.session_cache_size = static_cast<std::size_t>(*size);
-  }
-  if (auto timeout = readDuration(ctx, section.field("session_timeout"), std::chrono::seconds(1),
-                                  kMaxDuration)) {
-    tls.session_timeout = *timeout;
-  }
+  readSession(ctx, section, tls);
 }
 
 }  // namespace mqtls::config

@@ -3,40 +3,13 @@
 #include <event2/event.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <chrono>
 #include <csignal>
 
 #include "net/upstream_stream.h"
 
 namespace mqtls::net {
-
-Result<std::vector<tls::TlsContextPtr>> buildListenerContexts(const config::Config& config) {
-  std::vector<tls::TlsContextPtr> contexts;
-  std::string errors;
-  for (std::size_t i = 0; i < config.listeners.size(); ++i) {
-    const auto& listener = config.listeners[i];
-    auto context = tls::TlsContext::create(listener.tls);
-    if (!context) {
-      std::string prefix =
-          config.source_path + ": listeners[" + std::to_string(i) + "] (" + listener.name + ").";
-      std::string message = context.error().message;
-      std::size_t start = 0;
-      while (start <= message.size()) {
-        std::size_t end = message.find('\n', start);
-        if (end == std::string::npos) {
-          end = message.size();
-        }
-        errors += (errors.empty() ? "" : "\n") + prefix + message.substr(start, end - start);
-        start = end + 1;
-      }
-      continue;
-    }
-    contexts.push_back(std::move(context.value()));
-  }
-  if (!errors.empty()) {
-    return Error{errors};
-  }
-  return contexts;
-}
 
 Server::Server(const config::Config& config, ops::Metrics& metrics)
     : config_(config), metrics_(metrics), gate_(config.limits.max_connections) {}
@@ -44,16 +17,22 @@ Server::Server(const config::Config& config, ops::Metrics& metrics)
 Server::~Server() = default;
 
 Result<std::unique_ptr<Server>> Server::create(const config::Config& config,
+                                               std::vector<tls::TlsContextPtr> contexts,
                                                ops::Metrics& metrics) {
-  auto contexts = buildListenerContexts(config);
-  if (!contexts) {
-    return contexts.error();
+  if (contexts.size() != config.listeners.size() ||
+      std::any_of(contexts.begin(), contexts.end(), [](const auto& c) { return !c; })) {
+    return Error{"internal error: a TLS context is missing for a listener"};
   }
   std::unique_ptr<Server> server(new Server(config, metrics));
+  std::vector<tls::ContextStore*> stores;
   for (std::size_t i = 0; i < config.listeners.size(); ++i) {
-    server->stores_.push_back(std::make_unique<tls::ContextStore>((*contexts)[i]));
+    server->stores_.push_back(std::make_unique<tls::ContextStore>(std::move(contexts[i])));
     server->listeners_.push_back({&config.listeners[i], server->stores_.back().get()});
+    stores.push_back(server->stores_.back().get());
   }
+  server->reloader_ = std::make_unique<Reloader>(config, std::move(stores), metrics);
+  metrics.tlsLoadedAt(
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
   for (int i = 0; i < config.workers; ++i) {
     auto worker =
         Worker::create(i, config, server->listeners_, metrics, server->gate_, server->ids_);
@@ -75,7 +54,7 @@ int Server::run() {
   auto on_signal = [](evutil_socket_t signo, short, void* arg) {
     auto* s = static_cast<SignalState*>(arg);
     if (signo == SIGHUP) {
-      spdlog::warn("SIGHUP: configuration reload is not supported yet; restart to apply changes");
+      s->server->reload("SIGHUP");
       return;
     }
     ++s->received;
@@ -100,6 +79,9 @@ int Server::run() {
   event_add(intr.get(), nullptr);
   event_add(hup.get(), nullptr);
 
+  if (auto watching = reloader_->start(); !watching) {
+    spdlog::warn("{}", watching.error().message);
+  }
   std::atomic<int> running{static_cast<int>(workers_.size())};
   std::vector<std::thread> threads;
   for (auto& worker : workers_) {
@@ -120,8 +102,13 @@ int Server::run() {
   for (auto& thread : threads) {
     thread.join();
   }
+  reloader_->stop();
   spdlog::info("mqtls stopped");
   return 0;
+}
+
+ReloadResult Server::reload(std::string_view trigger) {
+  return reloader_->reload(trigger);
 }
 
 }  // namespace mqtls::net

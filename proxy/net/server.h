@@ -1,13 +1,16 @@
 // Server: owns everything that lives as long as the process: the TLS context stores (one per
-// listener), the workers and their threads, and the signal handling that drains them.
+// listener), the reloader that replaces their contexts, the workers and their threads, and the
+// signal handling that drains them (SIGTERM, SIGINT) or reloads (SIGHUP).
 #pragma once
 
 #include <atomic>
 #include <memory>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "config/model.h"
+#include "net/reloader.h"
 #include "net/worker.h"
 #include "ops/metrics.h"
 #include "tls/context_store.h"
@@ -15,14 +18,12 @@
 
 namespace mqtls::net {
 
-// Builds the TLS snapshot of every listener; on failure the message names each listener and
-// key at fault. Used by `--check` and by Server::create.
-Result<std::vector<tls::TlsContextPtr>> buildListenerContexts(const config::Config& config);
-
 class Server {
  public:
-  // Builds TLS contexts and binds every listener on every worker. Nothing is accepted yet.
+  // Binds every listener on every worker, serving contexts[i] (built by the startup check,
+  // one per listener, non-null) on listener i. Nothing is accepted yet.
   static Result<std::unique_ptr<Server>> create(const config::Config& config,
+                                                std::vector<tls::TlsContextPtr> contexts,
                                                 ops::Metrics& metrics);
   ~Server();
 
@@ -31,6 +32,11 @@ class Server {
   // everything immediately. Returns the process exit code (0 after a drain).
   int run();
 
+  // The one reload entry point (SIGHUP, a future admin endpoint): re-reads the configuration
+  // file and rebuilds every listener's TLS context; see Reloader::reload. Callable from any
+  // thread; blocks until done and says per listener which files were used and what failed.
+  ReloadResult reload(std::string_view trigger);
+
  private:
   Server(const config::Config& config, ops::Metrics& metrics);
 
@@ -38,6 +44,7 @@ class Server {
   ops::Metrics& metrics_;
   std::vector<std::unique_ptr<tls::ContextStore>> stores_;
   std::vector<ListenerRuntime> listeners_;
+  std::unique_ptr<Reloader> reloader_;
   ConnectionGate gate_;
   std::atomic<std::uint64_t> ids_{0};
   std::vector<std::unique_ptr<Worker>> workers_;

@@ -1,5 +1,6 @@
 #include "ops/metrics.h"
 
+#include <chrono>
 #include <exception>
 
 namespace mqtls::ops {
@@ -42,7 +43,17 @@ Metrics::Metrics()
                   .Name("mqtls_connections_active")
                   .Help("Client connections currently open")
                   .Register(*registry_)
-                  .Add({})) {}
+                  .Add({})),
+      reloads_(counter(*registry_, "mqtls_tls_reloads_total",
+                       "Reloads of the TLS contexts, by result (ok: every listener reloaded)")),
+      reloads_ok_(reloads_.Add({{"result", "ok"}})),
+      reloads_failed_(reloads_.Add({{"result", "failed"}})),
+      last_reload_success_(prometheus::BuildGauge()
+                               .Name("mqtls_tls_last_reload_success_timestamp_seconds")
+                               .Help("Unix time the TLS contexts in force were last loaded "
+                                     "successfully (at start or by a reload)")
+                               .Register(*registry_)
+                               .Add({})) {}
 
 Status Metrics::expose(const std::string& listen) {
   try {
@@ -104,6 +115,18 @@ void Metrics::bytesForwarded(Direction direction, std::size_t bytes) {
 
 void Metrics::activeConnections(int delta) {
   active_.Increment(delta);
+}
+
+void Metrics::tlsReloaded(bool ok) {
+  (ok ? reloads_ok_ : reloads_failed_).Increment();
+  if (ok) {
+    tlsLoadedAt(
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
+  }
+}
+
+void Metrics::tlsLoadedAt(double unix_seconds) {
+  last_reload_success_.Set(unix_seconds);
 }
 
 }  // namespace mqtls::ops

@@ -41,6 +41,11 @@ class Metrics {
   void connectionClosed(std::string_view reason);
   void bytesForwarded(Direction direction, std::size_t bytes);
   void activeConnections(int delta);
+  // One reload of the TLS contexts (file change, SIGHUP or admin request) ended: ok when every
+  // listener's new context is in force. An ok reload also sets the last-success timestamp.
+  void tlsReloaded(bool ok);
+  // The TLS contexts in force were (re)loaded successfully at `unix_seconds` (also at start).
+  void tlsLoadedAt(double unix_seconds);
 
   prometheus::Registry& registry() { return *registry_; }
 
@@ -59,6 +64,10 @@ class Metrics {
   prometheus::Counter& bytes_to_broker_;
   prometheus::Counter& bytes_to_client_;
   prometheus::Gauge& active_;
+  prometheus::Family<prometheus::Counter>& reloads_;
+  prometheus::Counter& reloads_ok_;
+  prometheus::Counter& reloads_failed_;
+  prometheus::Gauge& last_reload_success_;
 };
 
 }  // namespace mqtls::ops

@@ -3,8 +3,10 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
 #include <ctime>
 
+#include "tls/hardware_key.h"
 #include "util/pem.h"
 
 namespace mqtls::tls {
@@ -63,15 +65,17 @@ void installChain(SSL_CTX* ctx, const std::vector<X509Ptr>& chain, const std::st
 // Installs the server chain and key; checks key/cert match, validity and chain order.
 void installIdentity(SSL_CTX* ctx, const config::TlsSettings& settings, BuildReport& report) {
   auto chain = pem::readCertificates(settings.cert_file);
-  auto key = pem::readPrivateKey(settings.key_file);
+  const bool on_token = isPkcs11Uri(settings.key_file);  // the key stays on a PKCS#11 token
+  auto key = on_token ? loadHardwareKey(settings.key_file) : pem::readPrivateKey(settings.key_file);
   if (!chain) {
     addError(
         report, "cert",
         chain.error().message + "; point 'cert' at the server certificate chain (PEM, leaf first)");
   }
   if (!key) {
-    addError(report, "key",
-             key.error().message + "; point 'key' at the server's private key (PEM)");
+    addError(
+        report, "key",
+        key.error().message + (on_token ? "" : "; point 'key' at the server's private key (PEM)"));
   }
   if (!chain) {
     return;
@@ -93,7 +97,7 @@ void installIdentity(SSL_CTX* ctx, const config::TlsSettings& settings, BuildRep
                  "'); use the key the certificate was issued for");
   } else if (SSL_CTX_use_PrivateKey(ctx, key->get()) != 1) {
     addError(report, "key",
-             "OpenSSL refuses the private key in '" + settings.key_file + "' (" +
+             "OpenSSL refuses the private key in '" + redactPkcs11Uri(settings.key_file) + "' (" +
                  takeOpenSslError() + "); use an EC P-256 or RSA 2048+ key");
   }
 }
@@ -216,44 +220,171 @@ bool toEpoch(const ASN1_TIME* time, std::time_t& out) {
   return true;
 }
 
-// Called as a new session enters the server cache (already inserted): caps its lifetime at the
-// client certificate's notAfter, so no session resumes past it. SSL_SESSION_set_timeout
-// re-sorts a cached session in OpenSSL 3.0. A session whose certificate has already expired,
-// or whose notAfter cannot be read, is removed at once. Returns 0: OpenSSL keeps no extra
-// reference.
-int capSessionLifetime(SSL* ssl, SSL_SESSION* session) {
+const TlsContext* contextOf(SSL_CTX* ctx) {
+  return ctx != nullptr ? static_cast<const TlsContext*>(SSL_CTX_get_app_data(ctx)) : nullptr;
+}
+
+// Caps `session`'s lifetime at its client certificate's notAfter, so no session resumes past
+// it. False if the certificate has already expired or its notAfter cannot be read: the session
+// must not be kept.
+bool capSessionLifetime(SSL_SESSION* session) {
   X509* peer = SSL_SESSION_get0_peer(session);
   if (peer == nullptr) {
-    return 0;
+    return true;
   }
   std::time_t not_after = 0;
   const long created = SSL_SESSION_get_time(session);
   if (!toEpoch(X509_get0_notAfter(peer), not_after) || not_after <= created) {
-    SSL_CTX_remove_session(SSL_get_SSL_CTX(ssl), session);
-    return 0;
+    return false;
   }
   const long remaining = static_cast<long>(not_after - created);
   if (remaining < SSL_SESSION_get_timeout(session)) {
     SSL_SESSION_set_timeout(session, remaining);
   }
+  return true;
+}
+
+// Stateful: a new session enters the listener's store under this context's trust generation.
+// Returns 0: OpenSSL keeps its own reference.
+int storeSession(SSL* ssl, SSL_SESSION* session) {
+  const TlsContext* self = contextOf(SSL_get_SSL_CTX(ssl));
+  if (self != nullptr && self->sessions().store && capSessionLifetime(session)) {
+    self->sessions().store->insert(session, self->trustGeneration());
+  }
   return 0;
 }
 
-// Stateful resumption: a server-side cache instead of stateless tickets, which would re-encrypt
-// and re-parse the client certificate on every handshake (measured: the cheaper path here).
+// Stateful: the stored session `id` names, as a new reference (*copy = 0), or null. A session
+// verified under another trust generation (a reload changed the CAs or CRLs) resumes only if its
+// client certificate still verifies against this context's trust store; otherwise it is dropped
+// and the client makes a full handshake.
+SSL_SESSION* lookupSession(SSL* ssl, const unsigned char* id, int length, int* copy) {
+  *copy = 0;
+  SSL_CTX* ctx = SSL_get_SSL_CTX(ssl);
+  const TlsContext* self = contextOf(ctx);
+  if (self == nullptr || !self->sessions().store || length <= 0) {
+    return nullptr;
+  }
+  SessionStore& store = *self->sessions().store;
+  const std::string_view key(reinterpret_cast<const char*>(id), static_cast<std::size_t>(length));
+  auto found = store.find(key, std::time(nullptr));
+  if (!found) {
+    return nullptr;
+  }
+  if (found->generation != self->trustGeneration()) {
+    X509* peer = SSL_SESSION_get0_peer(found->session.get());
+    if (peer != nullptr && !stillTrusted(ctx, peer)) {
+      store.remove(key);
+      return nullptr;
+    }
+    store.setGeneration(key, self->trustGeneration());
+  }
+  return found->session.release();
+}
+
+// Stateful: OpenSSL gave up on a session (forgotten, timed out, used up).
+void dropSession(SSL_CTX* ctx, SSL_SESSION* session) {
+  const TlsContext* self = contextOf(ctx);
+  if (self != nullptr && self->sessions().store) {
+    self->sessions().store->remove(SessionStore::idOf(session));
+  }
+}
+
+// Tickets: what a ticket carries besides the session: the trust generation it was issued under
+// and the client certificate's notAfter (big-endian seconds; 0 without a certificate).
+constexpr std::size_t kTicketStampSize = sizeof(TrustGeneration) + 8;
+
+// Tickets: stamps the ticket about to be issued, and caps its lifetime as for stored sessions.
+int stampTicket(SSL* ssl, void*) {
+  const TlsContext* self = contextOf(SSL_get_SSL_CTX(ssl));
+  SSL_SESSION* session = SSL_get0_session(ssl);
+  if (self == nullptr || session == nullptr) {
+    return 0;
+  }
+  std::array<unsigned char, kTicketStampSize> stamp{};
+  std::copy(self->trustGeneration().begin(), self->trustGeneration().end(), stamp.begin());
+  std::time_t not_after = 0;
+  if (X509* peer = SSL_SESSION_get0_peer(session); peer != nullptr) {
+    capSessionLifetime(session);
+    toEpoch(X509_get0_notAfter(peer), not_after);
+  }
+  for (std::size_t i = 0; i < 8; ++i) {
+    stamp[sizeof(TrustGeneration) + i] =
+        static_cast<unsigned char>(static_cast<std::uint64_t>(not_after) >> (56 - 8 * i));
+  }
+  return SSL_SESSION_set1_ticket_appdata(session, stamp.data(), stamp.size());
+}
+
+// Tickets: a ticket that decrypted resumes only while its client certificate has not expired,
+// and, when it was issued under another trust generation (another replica's or an older CA/CRL
+// set), only if that certificate still verifies against this context's trust store (then a
+// ticket of the current generation replaces it). Otherwise a full handshake follows.
+SSL_TICKET_RETURN checkTicket(SSL* ssl, SSL_SESSION* session, const unsigned char*, size_t,
+                              SSL_TICKET_STATUS status, void*) {
+  if (status == SSL_TICKET_FATAL_ERR_MALLOC || status == SSL_TICKET_FATAL_ERR_OTHER) {
+    return SSL_TICKET_RETURN_ABORT;
+  }
+  const TlsContext* self = contextOf(SSL_get_SSL_CTX(ssl));
+  void* data = nullptr;
+  size_t size = 0;
+  if ((status != SSL_TICKET_SUCCESS && status != SSL_TICKET_SUCCESS_RENEW) || self == nullptr ||
+      SSL_SESSION_get0_ticket_appdata(session, &data, &size) != 1 || size != kTicketStampSize) {
+    return SSL_TICKET_RETURN_IGNORE_RENEW;
+  }
+  const auto* stamp = static_cast<const unsigned char*>(data);
+  std::uint64_t not_after = 0;
+  for (std::size_t i = 0; i < 8; ++i) {
+    not_after = (not_after << 8) | stamp[sizeof(TrustGeneration) + i];
+  }
+  X509* peer = SSL_SESSION_get0_peer(session);
+  if (peer != nullptr && static_cast<std::time_t>(not_after) <= std::time(nullptr)) {
+    return SSL_TICKET_RETURN_IGNORE_RENEW;
+  }
+  const TrustGeneration& trusted = self->trustGeneration();
+  if (!std::equal(trusted.begin(), trusted.end(), stamp)) {
+    const bool verified = peer == nullptr || stillTrusted(SSL_get_SSL_CTX(ssl), peer);
+    return verified ? SSL_TICKET_RETURN_USE_RENEW : SSL_TICKET_RETURN_IGNORE_RENEW;
+  }
+  return status == SSL_TICKET_SUCCESS ? SSL_TICKET_RETURN_USE : SSL_TICKET_RETURN_USE_RENEW;
+}
+
+int ticketCrypt(SSL* ssl, unsigned char* name, unsigned char* iv, EVP_CIPHER_CTX* cipher,
+                EVP_MAC_CTX* mac, int enc) {
+  const TlsContext* self = contextOf(SSL_get_SSL_CTX(ssl));
+  if (self == nullptr || !self->sessions().keys) {
+    return enc == 1 ? -1 : 0;
+  }
+  return self->sessions().keys->crypt(name, iv, cipher, mac, enc, std::time(nullptr));
+}
+
+// Resumption. stateful (measured cheapest here): TLS 1.3 stateful tickets and TLS 1.2 session
+// IDs, the sessions kept in the listener's SessionStore rather than in this SSL_CTX, so they
+// survive reloads. tickets: stateless tickets under the listener's TicketKeys, for replicas.
+// Early data stays off: a CONNECT is not replay-safe.
 void installSessionPolicy(SSL_CTX* ctx, const config::TlsSettings& settings) {
   SSL_CTX_set_session_id_context(ctx, kSessionIdContext, sizeof kSessionIdContext - 1);
-  SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+  SSL_CTX_set_max_early_data(ctx, 0);
+  SSL_CTX_set_recv_max_early_data(ctx, 0);
+  SSL_CTX_set_timeout(ctx, static_cast<long>(settings.session_timeout.count() / 1000));
   if (settings.session_cache_size == 0) {
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_num_tickets(ctx, 0);
     return;
   }
-  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
-  SSL_CTX_sess_set_cache_size(ctx, static_cast<long>(settings.session_cache_size));
-  SSL_CTX_set_timeout(ctx, static_cast<long>(settings.session_timeout.count() / 1000));
   SSL_CTX_set_num_tickets(ctx, 1);
-  SSL_CTX_sess_set_new_cb(ctx, &capSessionLifetime);
+  if (settings.session_mode == config::SessionMode::Tickets) {
+    SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, &ticketCrypt);
+    SSL_CTX_set_session_ticket_cb(ctx, &stampTicket, &checkTicket, nullptr);
+    return;
+  }
+  SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL);
+  SSL_CTX_sess_set_new_cb(ctx, &storeSession);
+  SSL_CTX_sess_set_get_cb(ctx, &lookupSession);
+  SSL_CTX_sess_set_remove_cb(ctx, &dropSession);
 }
 
 // ALPN protocol list in wire format (length-prefixed names).
@@ -266,9 +397,72 @@ std::vector<std::uint8_t> alpnWire(const std::vector<std::string>& protocols) {
   return wire;
 }
 
+// `given` if it fits `settings` (its ticket key file read again, so a reload picks up new keys),
+// else resources made for them; errors go to `report`.
+SessionResources resourcesFor(const config::TlsSettings& settings, const SessionResources& given,
+                              BuildReport& report) {
+  if (given.fits(settings)) {
+    if (auto reloaded = given.reloadTicketKeys(); !reloaded) {
+      addError(report, "session.ticket_key_file", reloaded.error().message);
+    }
+    return given;
+  }
+  auto made = SessionResources::create(settings);
+  if (!made) {
+    addError(report, "session.ticket_key_file", made.error().message);
+    return {};
+  }
+  return std::move(*made);
+}
+
 }  // namespace
 
-TlsContextPtr TlsContext::build(const config::TlsSettings& settings, BuildReport& report) {
+Result<SessionResources> SessionResources::create(const config::TlsSettings& settings) {
+  SessionResources made;
+  if (settings.session_cache_size == 0) {
+    return made;
+  }
+  if (settings.session_mode == config::SessionMode::Stateful) {
+    made.store = std::make_shared<SessionStore>(settings.session_cache_size);
+    return made;
+  }
+  if (settings.ticket_key_file.empty()) {
+    made.keys = std::make_shared<TicketKeys>(
+        std::chrono::duration_cast<std::chrono::seconds>(settings.ticket_rotation),
+        std::chrono::duration_cast<std::chrono::seconds>(settings.session_timeout));
+    return made;
+  }
+  auto keys = TicketKeys::fromFile(settings.ticket_key_file);
+  if (!keys) {
+    return keys.error();
+  }
+  made.keys = std::move(*keys);
+  return made;
+}
+
+bool SessionResources::fits(const config::TlsSettings& settings) const {
+  if (settings.session_cache_size == 0) {
+    return true;
+  }
+  if (settings.session_mode == config::SessionMode::Stateful) {
+    return store && store->capacity() == settings.session_cache_size;
+  }
+  return keys && keys->file() == settings.ticket_key_file;
+}
+
+std::vector<std::string> SessionResources::ticketKeyFiles() const {
+  if (keys && !keys->file().empty()) {
+    return {keys->file()};
+  }
+  return {};
+}
+
+Status SessionResources::reloadTicketKeys() const {
+  return keys && !keys->file().empty() ? keys->reload() : Status::success();
+}
+
+TlsContextPtr TlsContext::build(const config::TlsSettings& settings, BuildReport& report,
+                                const SessionResources& sessions) {
   ERR_clear_error();
   SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
   if (!ctx) {
@@ -281,12 +475,16 @@ TlsContextPtr TlsContext::build(const config::TlsSettings& settings, BuildReport
   installIdentity(ctx.get(), settings, report);
   installClientVerification(ctx.get(), settings, report);
   installSessionPolicy(ctx.get(), settings);
+  SessionResources resources = resourcesFor(settings, sessions, report);
   ERR_clear_error();
   if (report.errors.size() != errors_before) {
     return nullptr;
   }
   auto wire = alpnWire(settings.alpn);
-  TlsContextPtr context(new TlsContext(std::move(ctx), settings, std::move(wire)));
+  TlsContextPtr context(
+      new TlsContext(std::move(ctx), settings, std::move(wire), std::move(resources)));
+  // The session callbacks find their context here; it outlives its SSL_CTX's every use.
+  SSL_CTX_set_app_data(context->raw(), const_cast<TlsContext*>(context.get()));
   if (!context->alpn_wire_.empty()) {
     SSL_CTX_set_alpn_select_cb(context->raw(), &TlsContext::selectAlpn,
                                const_cast<TlsContext*>(context.get()));
@@ -294,9 +492,10 @@ TlsContextPtr TlsContext::build(const config::TlsSettings& settings, BuildReport
   return context;
 }
 
-Result<TlsContextPtr> TlsContext::create(const config::TlsSettings& settings) {
+Result<TlsContextPtr> TlsContext::create(const config::TlsSettings& settings,
+                                         const SessionResources& sessions) {
   BuildReport report;
-  TlsContextPtr context = build(settings, report);
+  TlsContextPtr context = build(settings, report, sessions);
   if (context) {
     return context;
   }
@@ -308,8 +507,16 @@ Result<TlsContextPtr> TlsContext::create(const config::TlsSettings& settings) {
 }
 
 TlsContext::TlsContext(SslCtxPtr ctx, config::TlsSettings settings,
-                       std::vector<std::uint8_t> alpn_wire)
-    : ctx_(std::move(ctx)), settings_(std::move(settings)), alpn_wire_(std::move(alpn_wire)) {}
+                       std::vector<std::uint8_t> alpn_wire, SessionResources sessions)
+    : ctx_(std::move(ctx)),
+      settings_(std::move(settings)),
+      alpn_wire_(std::move(alpn_wire)),
+      sessions_(std::move(sessions)),
+      generation_(trustGenerationOf(ctx_.get(), settings_)) {}
+
+TlsContext::~TlsContext() {
+  SSL_CTX_set_app_data(ctx_.get(), nullptr);
+}
 
 int TlsContext::selectAlpn(SSL*, const unsigned char** out, unsigned char* outlen,
                            const unsigned char* in, unsigned int inlen, void* arg) {

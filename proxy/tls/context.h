@@ -1,7 +1,9 @@
 // TlsContext: one immutable server-side TLS snapshot (SSL_CTX with certificate chain, key, client
-// CA store, CRLs, versions, ciphers, ALPN, session cache). Built completely and checked before
+// CA store, CRLs, versions, ciphers, ALPN, resumption policy). Built completely and checked before
 // anyone can use it; never modified afterwards. Connections hold a shared_ptr to the snapshot they
-// started with, so a later replacement (reload) never disturbs them.
+// started with, so a later replacement (reload) never disturbs them. Resumed sessions live outside
+// it, in its listener's SessionResources (session store or ticket keys), shared by every snapshot
+// of that listener.
 #pragma once
 
 #include <memory>
@@ -9,6 +11,8 @@
 #include <vector>
 
 #include "config/model.h"
+#include "tls/session_store.h"
+#include "tls/ticket_keys.h"
 #include "util/openssl_ptr.h"
 #include "util/result.h"
 
@@ -32,6 +36,27 @@ struct BuildReport {
   std::vector<SettingProblem> warnings;
 };
 
+// The resumption state of one listener: made once (SessionResources::create) and passed to
+// every build of that listener's contexts, at start and on each reload, so sessions survive
+// reloads and are shared by all workers. A member left empty is made privately by build().
+struct SessionResources {
+  std::shared_ptr<SessionStore> store;  // stateful mode
+  std::shared_ptr<TicketKeys> keys;     // tickets mode
+
+  // What `settings` needs: a store of session_cache_size (stateful), or ticket keys read from
+  // ticket_key_file or made in memory (tickets); nothing when resumption is off. Fails (message
+  // names the file and says how to fix it) when the key file cannot be used.
+  static Result<SessionResources> create(const config::TlsSettings& settings);
+  // False when `settings` need other resources (mode, cache size or key file changed): a
+  // reload must then create() new ones (sessions do not carry over).
+  bool fits(const config::TlsSettings& settings) const;
+  // The key files a reload should watch (tickets mode with ticket_key_file; else empty).
+  std::vector<std::string> ticketKeyFiles() const;
+  // Re-reads the ticket key file (nothing to do for in-memory keys, which rotate on their own);
+  // the old keys stay on failure. build() calls it for the resources it is given.
+  Status reloadTicketKeys() const;
+};
+
 class TlsContext {
  public:
   // Builds and checks a context from settings. This is the one place that checks the TLS
@@ -40,30 +65,45 @@ class TlsContext {
   // followed by its issuer) and every certificate is accepted by OpenSSL's security level;
   // CA and CRL files parse; CRLs are current (a warning); cipher, ciphersuite and group lists
   // are accepted. Every problem found goes to `report`; returns the context, or nullptr when
-  // report.errors is not empty. Nothing partially built escapes.
-  static TlsContextPtr build(const config::TlsSettings& settings, BuildReport& report);
+  // report.errors is not empty. Nothing partially built escapes. Sessions are kept in (or
+  // tickets encrypted with) `sessions`, its key file read again; if it does not fit `settings`
+  // (see SessionResources::fits), resources are made for this context alone. An unusable ticket
+  // key file is an error under "session.ticket_key_file".
+  static TlsContextPtr build(const config::TlsSettings& settings, BuildReport& report,
+                             const SessionResources& sessions = {});
 
   // As build(), with the errors as one message of "tls.<key>: message" lines; warnings are
   // dropped.
-  static Result<TlsContextPtr> create(const config::TlsSettings& settings);
+  static Result<TlsContextPtr> create(const config::TlsSettings& settings,
+                                      const SessionResources& sessions = {});
 
   // A new server-side SSL bound to this context, or nullptr on allocation failure.
   SslPtr newSsl() const;
 
   SSL_CTX* raw() const { return ctx_.get(); }
   const config::TlsSettings& settings() const { return settings_; }
+  const SessionResources& sessions() const { return sessions_; }
+  // What this context trusts (trustGenerationOf): a session verified under another
+  // generation is re-verified (stateful) or refused (tickets) before it resumes.
+  const TrustGeneration& trustGeneration() const { return generation_; }
 
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;
+  // Unbinds the session callbacks from this object: an SSL that outlived it (it should not)
+  // then finds no session state instead of a dangling one.
+  ~TlsContext();
 
  private:
-  TlsContext(SslCtxPtr ctx, config::TlsSettings settings, std::vector<std::uint8_t> alpn_wire);
+  TlsContext(SslCtxPtr ctx, config::TlsSettings settings, std::vector<std::uint8_t> alpn_wire,
+             SessionResources sessions);
   static int selectAlpn(SSL* ssl, const unsigned char** out, unsigned char* outlen,
                         const unsigned char* in, unsigned int inlen, void* arg);
 
   SslCtxPtr ctx_;
   config::TlsSettings settings_;
   std::vector<std::uint8_t> alpn_wire_;  // server's ALPN list in wire format
+  SessionResources sessions_;
+  TrustGeneration generation_;
 };
 
 // Human-readable TLS facts of an established connection, for the access log.
@@ -79,7 +119,8 @@ SessionFacts describeSession(SSL* ssl);
 // (no allocation, no verification): meant for every resumed handshake and long-lived connection.
 bool peerCertificateCurrent(SSL* ssl);
 
-// Removes `ssl`'s session from its context's session cache, so it can never be resumed. Safe
+// Removes `ssl`'s session from its listener's session store, so it can never be resumed (a
+// stateless ticket already sent cannot be taken back: resuming it runs admission again). Safe
 // with any SSL (null, before or after a failed handshake, without a session).
 void forgetSession(SSL* ssl);
 

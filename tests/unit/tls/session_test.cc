@@ -1,11 +1,17 @@
-// Session resumption over memory BIOs: a session resumes, a forgotten one never does, and no
+// Session resumption over memory BIOs: a session resumes, a forgotten one never does, no
 // session outlives its client certificate (a certificate made here, valid for seconds, issued
-// by the test intermediate CA).
+// by the test intermediate CA), sessions survive a rebuilt context (a reload) that shares the
+// listener's SessionResources, tickets resume across contexts given the same key file, and a
+// session whose certificate a newer CRL revokes is not resumed, in both modes.
 #include <gtest/gtest.h>
 
 #include <openssl/err.h>
 
+#include <openssl/rand.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <fstream>
 #include <thread>
 
 #include "test_certs.h"
@@ -15,7 +21,6 @@ namespace mqtls::tls {
 namespace {
 
 using namespace mqtls::testing;
-using SslSessionPtr = std::unique_ptr<SSL_SESSION, OpenSslDeleter<SSL_SESSION_free>>;
 
 std::string certPath(const std::string& name) {
   return std::string(MQTLS_CERTS_DIR) + "/" + name;
@@ -147,6 +152,116 @@ TEST_P(SessionTest, NoSessionOutlivesTheClientCertificate) {
   EXPECT_FALSE(late->resumed);
   EXPECT_FALSE(late->done);  // a full handshake, which the expired certificate fails
   EXPECT_EQ(late->verify, X509_V_ERR_CERT_HAS_EXPIRED);
+}
+
+// A file in the test's temporary directory, unique to this process.
+std::string tempPath(const std::string& name) {
+  return ::testing::TempDir() + "/mqtls-session-" + std::to_string(::getpid()) + "-" + name;
+}
+
+// A ticket key file of `count` random 80-byte keys, base64, one per line.
+std::string writeKeyFile(const std::string& name, int count) {
+  const std::string path = tempPath(name);
+  std::ofstream out(path);
+  for (int i = 0; i < count; ++i) {
+    unsigned char raw[80];
+    unsigned char line[128];
+    RAND_bytes(raw, sizeof raw);
+    EVP_EncodeBlock(line, raw, sizeof raw);
+    out << line << "\n";
+  }
+  return path;
+}
+
+config::TlsSettings ticketSettings(config::TlsVersion version, const std::string& key_file) {
+  config::TlsSettings s = settings(version);
+  s.session_mode = config::SessionMode::Tickets;
+  s.ticket_key_file = key_file;
+  return s;
+}
+
+TEST_P(SessionTest, SessionsSurviveARebuiltContextSharingTheStore) {
+  auto started = TlsContext::create(settings(GetParam()));
+  ASSERT_TRUE(started.ok()) << started.error().message;
+  auto reloaded = TlsContext::create(settings(GetParam()), (*started)->sessions());
+  auto unshared = TlsContext::create(settings(GetParam()));
+  ASSERT_TRUE(reloaded.ok() && unshared.ok());
+  EXPECT_EQ((*reloaded)->sessions().store, (*started)->sessions().store);
+  SslCtxPtr client = clientContext("client");
+  auto first = handshake(**started, client.get());
+  ASSERT_TRUE(first->done);
+  EXPECT_FALSE(handshake(**unshared, client.get(), first->session.get())->resumed);
+  auto again = handshake(**reloaded, client.get(), first->session.get());
+  ASSERT_TRUE(again->done);
+  EXPECT_TRUE(again->resumed);
+}
+
+TEST_P(SessionTest, TicketsResumeAcrossContextsReadingTheSameKeyFile) {
+  const std::string shared = writeKeyFile("shared.keys", 2);
+  const std::string other = writeKeyFile("other.keys", 1);
+  auto replica_a = TlsContext::create(ticketSettings(GetParam(), shared));
+  auto replica_b = TlsContext::create(ticketSettings(GetParam(), shared));
+  auto stranger = TlsContext::create(ticketSettings(GetParam(), other));
+  ASSERT_TRUE(replica_a.ok()) << replica_a.error().message;
+  ASSERT_TRUE(replica_b.ok() && stranger.ok());
+  EXPECT_EQ((*replica_a)->sessions().ticketKeyFiles(), std::vector<std::string>{shared});
+  EXPECT_FALSE((*replica_a)->sessions().store);  // stateless: nothing kept server-side
+  SslCtxPtr client = clientContext("client");
+  auto first = handshake(**replica_a, client.get());
+  ASSERT_TRUE(first->done);
+  auto foreign = handshake(**stranger, client.get(), first->session.get());
+  EXPECT_TRUE(foreign->done);
+  EXPECT_FALSE(foreign->resumed);
+  auto across = handshake(**replica_b, client.get(), first->session.get());
+  ASSERT_TRUE(across->done);
+  EXPECT_TRUE(across->resumed);
+}
+
+TEST_P(SessionTest, AnUnusableTicketKeyFileIsABuildError) {
+  BuildReport report;
+  EXPECT_FALSE(TlsContext::build(ticketSettings(GetParam(), tempPath("missing.keys")), report));
+  ASSERT_EQ(report.errors.size(), 1u);
+  EXPECT_EQ(report.errors[0].key, "session.ticket_key_file");
+}
+
+// Sessions made under an empty CRL of the intermediate CA, resumed under a context of the same
+// listener that has the PKI's CRL revoking client-revoked.pem (a CRL reload).
+void expectRevokedSessionRefused(config::TlsSettings before) {
+  X509Ptr ca = readCertificateFile(certPath("intermediate-ca.pem"));
+  EvpPkeyPtr ca_key = readKeyFile(certPath("intermediate-ca.key"));
+  ASSERT_TRUE(ca && ca_key);
+  X509CrlPtr empty = makeCrl(ca.get(), ca_key.get(), -60, 3600);
+  before.crl_files = {tempPath("empty.crl")};
+  ASSERT_TRUE(writePem(before.crl_files[0], crlPem(empty.get())));
+  config::TlsSettings after = before;
+  after.crl_files = {certPath("crl.pem")};
+  auto old_trust = TlsContext::create(before);
+  ASSERT_TRUE(old_trust.ok()) << old_trust.error().message;
+  auto new_trust = TlsContext::create(after, (*old_trust)->sessions());
+  ASSERT_TRUE(new_trust.ok()) << new_trust.error().message;
+  EXPECT_NE((*old_trust)->trustGeneration(), (*new_trust)->trustGeneration());
+
+  SslCtxPtr revoked = clientContext("client-revoked");
+  SslCtxPtr good = clientContext("client");
+  auto revoked_first = handshake(**old_trust, revoked.get());
+  auto good_first = handshake(**old_trust, good.get());
+  ASSERT_TRUE(revoked_first->done && good_first->done);  // not revoked yet
+
+  auto revoked_again = handshake(**new_trust, revoked.get(), revoked_first->session.get());
+  EXPECT_FALSE(revoked_again->resumed);
+  EXPECT_FALSE(revoked_again->done);  // the full handshake fails verification
+  EXPECT_EQ(revoked_again->verify, X509_V_ERR_CERT_REVOKED);
+  auto good_again = handshake(**new_trust, good.get(), good_first->session.get());
+  EXPECT_TRUE(good_again->done);
+  EXPECT_TRUE(good_again->resumed);
+}
+
+TEST_P(SessionTest, StatefulSessionOfANewlyRevokedCertificateIsNotResumed) {
+  expectRevokedSessionRefused(settings(GetParam()));
+}
+
+TEST_P(SessionTest, TicketOfANewlyRevokedCertificateIsNotResumed) {
+  expectRevokedSessionRefused(ticketSettings(GetParam(), writeKeyFile("revocation.keys", 1)));
 }
 
 INSTANTIATE_TEST_SUITE_P(Versions, SessionTest,

@@ -1,0 +1,276 @@
+#include "net/reloader.h"
+
+#include <openssl/evp.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include "config/loader.h"
+
+namespace mqtls::net {
+
+namespace {
+
+// SHA-256 over every file's path and bytes: equal digests mean the context would be built from
+// the same material. An unreadable file contributes a marker, so it differs from any content.
+std::string filesDigest(const config::TlsSettings& settings) {
+  std::string all;
+  for (const auto& file : tls::contextFiles(settings)) {
+    std::ifstream in(file, std::ios::binary);
+    all += file + '\0';
+    all += in ? std::string(std::istreambuf_iterator<char>(in), {}) : std::string("\1unreadable");
+    all += '\0';
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  if (EVP_Digest(all.data(), all.size(), digest, &size, EVP_sha256(), nullptr) != 1) {
+    return all;  // no digest available: compare the bytes themselves
+  }
+  return std::string(reinterpret_cast<char*>(digest), size);
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) {
+    out += (out.empty() ? "'" : ", '") + item + "'";
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> restartOnlyChanges(const config::Config& running,
+                                            const config::Config& next) {
+  std::vector<std::string> changed;
+  auto check = [&changed](std::string key, bool same) {
+    if (!same) {
+      changed.push_back(std::move(key));
+    }
+  };
+  check("workers", running.workers == next.workers);
+  check("log.level", running.log.level == next.log.level);
+  check("log.format", running.log.format == next.log.format);
+  check("metrics.listen", running.metrics.listen == next.metrics.listen);
+  check("listeners (count)", running.listeners.size() == next.listeners.size());
+  for (std::size_t i = 0; i < running.listeners.size() && i < next.listeners.size(); ++i) {
+    const auto &a = running.listeners[i], &b = next.listeners[i];
+    const std::string at = "listeners[" + std::to_string(i) + "].";
+    check(at + "name", a.name == b.name);
+    check(at + "bind", a.bind_address == b.bind_address);
+    check(at + "port", a.port == b.port);
+  }
+  const auto &u = running.upstream, &v = next.upstream;
+  check("upstream.host", u.host == v.host);
+  check("upstream.port", u.port == v.port);
+  check("upstream.unix_socket", u.unix_socket == v.unix_socket);
+  check("upstream.connect_timeout", u.connect_timeout == v.connect_timeout);
+  const auto &l = running.limits, &m = next.limits;
+  check("limits.handshake_timeout", l.handshake_timeout == m.handshake_timeout);
+  check("limits.connect_timeout", l.connect_timeout == m.connect_timeout);
+  check("limits.max_connect_size", l.max_connect_size == m.max_connect_size);
+  check("limits.max_connections", l.max_connections == m.max_connections);
+  check("limits.buffer_limit", l.buffer_limit == m.buffer_limit);
+  check("limits.drain_timeout", l.drain_timeout == m.drain_timeout);
+  check("limits.admission_timeout", l.admission_timeout == m.admission_timeout);
+  check("limits.max_rewritten_packet", l.max_rewritten_packet == m.max_rewritten_packet);
+  check("limits.packet_framing", l.frame_client_packets == m.frame_client_packets);
+  const auto &p = running.identity, &q = next.identity;
+  check("identity.username_from", p.username_from == q.username_from);
+  check("identity.username", p.username == q.username);
+  check("identity.password", p.password == q.password);
+  check("identity.client_id", p.client_id == q.client_id);
+  check("identity.client_id_separator", p.client_id_separator == q.client_id_separator);
+  check("identity.user_properties", p.user_properties == q.user_properties);
+  check("identity.publish_properties", p.publish_properties == q.publish_properties);
+  check("identity.anonymous", p.anonymous == q.anonymous);
+  return changed;
+}
+
+Reloader::Fd::~Fd() {
+  reset();
+}
+
+void Reloader::Fd::reset(int fd) {
+  if (fd_ >= 0) {
+    ::close(fd_);
+  }
+  fd_ = fd;
+}
+
+bool ReloadResult::ok() const {
+  return errors.empty() && std::none_of(listeners.begin(), listeners.end(), [](const auto& l) {
+           return l.outcome == ListenerReload::Outcome::Failed;
+         });
+}
+
+void Debouncer::notify(Clock::time_point now) {
+  last_ = now;
+}
+
+std::optional<Debouncer::Clock::duration> Debouncer::remaining(Clock::time_point now) const {
+  if (!last_) {
+    return std::nullopt;
+  }
+  return std::max(Clock::duration::zero(), *last_ + window_ - now);
+}
+
+bool Debouncer::fire(Clock::time_point now) {
+  if (!last_ || now < *last_ + window_) {
+    return false;
+  }
+  last_.reset();
+  return true;
+}
+
+Reloader::Reloader(const config::Config& running, std::vector<tls::ContextStore*> stores,
+                   ops::Metrics& metrics, Options options)
+    : running_(running), metrics_(metrics), options_(options) {
+  for (std::size_t i = 0; i < stores.size() && i < running.listeners.size(); ++i) {
+    const auto& listener = running.listeners[i];
+    states_.push_back({listener.name, stores[i], listener.tls, filesDigest(listener.tls)});
+  }
+}
+
+Reloader::~Reloader() {
+  stop();
+}
+
+std::uint64_t Reloader::completed() const {
+  std::lock_guard lock(mutex_);
+  return completed_;
+}
+
+// Builds one listener's context from its current settings; see reloadFiles for `force` and
+// `allow_waiting`. Called with mutex_ held.
+ListenerReload Reloader::rebuildListener(ListenerState& state, bool force, bool allow_waiting) {
+  ListenerReload out;
+  out.listener = state.name;
+  out.files = tls::contextFiles(state.settings);
+  std::string digest = filesDigest(state.settings);
+  if (!force && digest == state.attempted) {
+    out.outcome = ListenerReload::Outcome::Unchanged;
+    return out;
+  }
+  if (allow_waiting && tls::keyAndCertificateDisagree(state.settings)) {
+    out.outcome = ListenerReload::Outcome::Waiting;  // not an attempt: retried once settled
+    return out;
+  }
+  state.attempted = std::move(digest);
+  tls::BuildReport report;
+  const bool built = state.store->rebuild(state.settings, report);
+  for (const auto& problem : report.errors) {
+    out.errors.push_back("tls." + problem.key + ": " + problem.message);
+  }
+  for (const auto& problem : report.warnings) {
+    out.warnings.push_back("tls." + problem.key + ": " + problem.message);
+  }
+  out.outcome = built ? ListenerReload::Outcome::Reloaded : ListenerReload::Outcome::Failed;
+  return out;
+}
+
+// Logs the result and counts it: a reload that built or failed to build anything counts once,
+// ok only if nothing failed. Called with mutex_ held.
+void Reloader::finish(ReloadResult& result) {
+  using Outcome = ListenerReload::Outcome;
+  const std::string& trigger = result.trigger;
+  for (const auto& line : result.errors) {
+    spdlog::error("TLS reload ({}): {}", trigger, line);
+  }
+  for (const auto& line : result.warnings) {
+    spdlog::warn("TLS reload ({}): {}", trigger, line);
+  }
+  bool attempted = !result.errors.empty();
+  for (const auto& listener : result.listeners) {
+    for (const auto& line : listener.warnings) {
+      spdlog::warn("TLS reload ({}): listener '{}': warning: {}", trigger, listener.listener, line);
+    }
+    switch (listener.outcome) {
+      case Outcome::Reloaded:
+        attempted = true;
+        spdlog::info("TLS reload ({}): listener '{}' reloaded from {}", trigger, listener.listener,
+                     joined(listener.files));
+        break;
+      case Outcome::Failed:
+        attempted = true;
+        for (const auto& line : listener.errors) {
+          spdlog::error("TLS reload ({}) failed: listener '{}' keeps its previous context: {}",
+                        trigger, listener.listener, line);
+        }
+        break;
+      case Outcome::Waiting:
+        spdlog::info(
+            "TLS reload ({}): listener '{}': key and certificate do not match yet; "
+            "waiting for the rest of the rotation",
+            trigger, listener.listener);
+        break;
+      case Outcome::Skipped:
+      case Outcome::Unchanged:
+        spdlog::debug("TLS reload ({}): listener '{}' unchanged", trigger, listener.listener);
+        break;
+    }
+  }
+  if (attempted) {
+    metrics_.tlsReloaded(result.ok());
+  }
+  ++completed_;
+}
+
+ReloadResult Reloader::reloadFiles(std::string_view trigger, bool force, bool allow_waiting) {
+  std::lock_guard lock(mutex_);
+  ReloadResult result;
+  result.trigger = std::string(trigger);
+  for (auto& state : states_) {
+    result.listeners.push_back(rebuildListener(state, force, allow_waiting));
+  }
+  finish(result);
+  return result;
+}
+
+ReloadResult Reloader::reload(std::string_view trigger) {
+  config::LoadResult loaded = config::loadConfigFile(running_.source_path);
+  std::lock_guard lock(mutex_);
+  ReloadResult result;
+  result.trigger = std::string(trigger);
+  if (!loaded.ok()) {
+    result.errors = loaded.errors;
+    result.errors.push_back(running_.source_path +
+                            ": not applied; the running configuration and TLS contexts stay in "
+                            "force until the file is fixed and reloaded again");
+    finish(result);
+    return result;
+  }
+  const config::Config& next = *loaded.config;
+  result.warnings = loaded.warnings;
+  for (const auto& key : restartOnlyChanges(running_, next)) {
+    result.warnings.push_back("'" + key + "' changed in " + running_.source_path +
+                              " but takes effect only after a restart; the running value "
+                              "stays in force");
+  }
+  for (std::size_t i = 0; i < states_.size(); ++i) {
+    const bool same = i < next.listeners.size() &&
+                      next.listeners[i].name == running_.listeners[i].name &&
+                      next.listeners[i].bind_address == running_.listeners[i].bind_address &&
+                      next.listeners[i].port == running_.listeners[i].port;
+    if (!same) {
+      result.listeners.push_back({states_[i].name,
+                                  tls::contextFiles(states_[i].settings),
+                                  ListenerReload::Outcome::Skipped,
+                                  {},
+                                  {}});
+      continue;
+    }
+    states_[i].settings = next.listeners[i].tls;
+    result.listeners.push_back(rebuildListener(states_[i], true, false));
+  }
+  watch_dirty_ = true;
+  wake();
+  finish(result);
+  return result;
+}
+
+}  // namespace mqtls::net
