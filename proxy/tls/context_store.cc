@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "tls/hardware_key.h"
 #include "util/pem.h"
 
 namespace mqtls::tls {
@@ -14,7 +15,11 @@ std::vector<std::string> contextFiles(const config::TlsSettings& settings) {
     }
   };
   add(settings.cert_file);
-  add(settings.key_file);
+  if (!isPkcs11Uri(settings.key_file)) {
+    add(settings.key_file);
+  } else if (auto uri = parsePkcs11Uri(settings.key_file); uri && !uri->pin_file.empty()) {
+    add(uri->pin_file);  // a key on a token is not a file; its PIN file is
+  }
   if (settings.client_auth != config::ClientAuth::None) {
     add(settings.client_ca_file);
     for (const auto& crl : settings.crl_files) {

@@ -107,5 +107,16 @@ TEST(ContextFiles, KeyAndCertificateDisagreeOnlyWhenBothReadAndDiffer) {
   EXPECT_FALSE(keyAndCertificateDisagree(s));  // unreadable: an ordinary build error
 }
 
+TEST(ContextFiles, AKeyOnATokenIsNotAFileButItsPinFileIs) {
+  config::TlsSettings s;
+  s.cert_file = "/etc/mqtls/server.pem";
+  s.client_auth = config::ClientAuth::None;
+  s.key_file = "pkcs11:token=mqtls;object=server?pin-value=1234";
+  EXPECT_EQ(contextFiles(s), std::vector<std::string>{"/etc/mqtls/server.pem"});
+  s.key_file = "pkcs11:token=mqtls;object=server?pin-source=file:/run/secrets/pin";
+  EXPECT_EQ(contextFiles(s),
+            (std::vector<std::string>{"/etc/mqtls/server.pem", "/run/secrets/pin"}));
+}
+
 }  // namespace
 }  // namespace mqtls::tls
