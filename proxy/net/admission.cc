@@ -14,7 +14,7 @@ std::unique_ptr<PendingAdmission> PolicyDecider::decide(AdmissionRequest request
     done(std::move(verdict));
     return nullptr;
   }
-  auto decision = identity::applyIdentityPolicy(policy_, request.peer, request.connect);
+  auto decision = identity::applyIdentityPolicy(policyFor(request), request.peer, request.connect);
   verdict.identity = decision.identity;
   verdict.reason = decision.reason;
   if (!decision.accepted) {
@@ -26,7 +26,7 @@ std::unique_ptr<PendingAdmission> PolicyDecider::decide(AdmissionRequest request
   verdict.accepted = true;
   verdict.assigned_client_id = std::move(decision.assigned_client_id);
   if (request.connect.level == mqtt::ProtocolLevel::V5) {
-    verdict.publish_stamp = identity::publishStamp(policy_, request.peer);
+    verdict.publish_stamp = identity::publishStamp(policyFor(request), request.peer);
   }
   verdict.connect = std::move(request.connect);
   done(std::move(verdict));

@@ -13,6 +13,8 @@
 #include <optional>
 #include <string>
 
+#include <openssl/ssl.h>
+
 #include "config/model.h"
 #include "mqtt/connect.h"
 #include "mqtt/packet.h"
@@ -26,6 +28,11 @@ struct AdmissionRequest {
   mqtt::ConnectPacket connect;
   const tls::PeerIdentity* peer = nullptr;  // null without a client certificate
   std::string peer_error;  // a certificate was presented but gave no usable identity
+  // The identity policy of the site (SNI) the client reached; null: the configuration's.
+  const config::IdentityPolicy* policy = nullptr;
+  // The client's TLS connection, valid during decide() only: a decider that answers later copies
+  // what it needs (e.g. up-references the peer chain) before returning.
+  SSL* ssl = nullptr;
 };
 
 struct Verdict {
@@ -66,6 +73,11 @@ class PolicyDecider final : public AdmissionDecider {
   std::unique_ptr<PendingAdmission> decide(AdmissionRequest request, VerdictCallback done) override;
 
  private:
+  // The request's site policy, else the configuration's.
+  const config::IdentityPolicy& policyFor(const AdmissionRequest& request) const {
+    return request.policy != nullptr ? *request.policy : policy_;
+  }
+
   const config::IdentityPolicy& policy_;
 };
 

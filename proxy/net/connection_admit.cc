@@ -113,6 +113,7 @@ void Connection::admit(mqtt::ConnectPacket connect) {
   transition(State::Admitting);
   armDeadline(host_.config().limits.admission_timeout);
   AdmissionRequest request{id_, std::move(connect), peer_ ? &*peer_ : nullptr, peer_error_};
+  request.ssl = client_->ssl();
   deciding_ = true;
   pending_ = host_.admission().decide(std::move(request), [this](Verdict verdict) {
     verdict_ = std::move(verdict);

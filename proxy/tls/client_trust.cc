@@ -1,0 +1,84 @@
+#include "tls/build_steps.h"
+
+#include <openssl/err.h>
+
+#include "util/pem.h"
+
+namespace mqtls::tls::detail {
+namespace {
+
+// Adds the CRLs of settings.crl_files[index] to `store`; warns about one past its nextUpdate.
+void installCrlFile(X509_STORE* store, const config::TlsSettings& settings, std::size_t index,
+                    BuildReport& report) {
+  const std::string& file = settings.crl_files[index];
+  const std::string key = "crl[" + std::to_string(index) + "]";
+  auto crls = pem::readCrls(file);
+  if (!crls) {
+    addError(report, key, crls.error().message + "; point 'crl' at PEM CRLs from the client CAs");
+    return;
+  }
+  for (auto& crl : *crls) {
+    X509_STORE_add_crl(store, crl.get());
+    const ASN1_TIME* next = X509_CRL_get0_nextUpdate(crl.get());
+    if (next != nullptr && X509_cmp_current_time(next) < 0) {
+      report.warnings.push_back(SettingProblem{
+          key, "the CRL of '" + pem::issuerLine(crl.get()) + "' in '" + file +
+                   "' is past its nextUpdate (" + isoDate(next) +
+                   "): client certificates it covers are refused (CRL has expired) until it "
+                   "is replaced; fetch a current CRL from that CA"});
+    }
+  }
+  ERR_clear_error();
+}
+
+}  // namespace
+
+std::string isoDate(const ASN1_TIME* time) {
+  std::tm tm{};
+  if (time == nullptr || ASN1_TIME_to_tm(time, &tm) != 1) {
+    return {};
+  }
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return text;
+}
+
+// Trust store for client certificates: CA bundle, CRLs and the verification mode.
+void installClientVerification(SSL_CTX* ctx, const config::TlsSettings& settings,
+                               BuildReport& report) {
+  if (settings.client_auth == config::ClientAuth::None) {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
+    return;
+  }
+  X509_STORE* store = SSL_CTX_get_cert_store(ctx);
+  if (auto cas = pem::readCertificates(settings.client_ca_file); !cas) {
+    addError(report, "client_ca",
+             cas.error().message +
+                 "; point 'client_ca' at the CA certificates that issue client certificates");
+  } else {
+    STACK_OF(X509_NAME)* names = sk_X509_NAME_new_null();
+    for (auto& ca : *cas) {
+      X509_STORE_add_cert(store, ca.get());
+      sk_X509_NAME_push(names, X509_NAME_dup(X509_get_subject_name(ca.get())));
+    }
+    SSL_CTX_set_client_CA_list(ctx, names);
+  }
+  for (std::size_t i = 0; i < settings.crl_files.size(); ++i) {
+    installCrlFile(store, settings, i, report);
+  }
+  if (!settings.crl_files.empty()) {
+    unsigned long flags = X509_V_FLAG_CRL_CHECK;
+    if (settings.crl_check == config::CrlCheck::Chain) {
+      flags |= X509_V_FLAG_CRL_CHECK_ALL;
+    }
+    X509_STORE_set_flags(store, flags);
+  }
+  int mode = SSL_VERIFY_PEER | SSL_VERIFY_CLIENT_ONCE;
+  if (settings.client_auth == config::ClientAuth::Required) {
+    mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+  }
+  SSL_CTX_set_verify(ctx, mode, nullptr);
+  SSL_CTX_set_verify_depth(ctx, settings.verify_depth);
+}
+
+}  // namespace mqtls::tls::detail

@@ -1,0 +1,54 @@
+#include <openssl/err.h>
+#include <openssl/x509.h>
+
+#include "tls/context.h"
+
+namespace mqtls::tls {
+
+HandshakeFailure classifyHandshakeFailure(SSL* ssl, const std::vector<unsigned long>& errors) {
+  long verify = SSL_get_verify_result(ssl);
+  if (verify != X509_V_OK) {
+    return {"verify_failed",
+            std::string("certificate verify failed: ") + X509_verify_cert_error_string(verify)};
+  }
+  // libevent records SSL_get_error()'s small result code first, then the OpenSSL error queue
+  // oldest first; the oldest queued error is the most specific one.
+  unsigned long code = 0;
+  for (unsigned long candidate : errors) {
+    if (ERR_GET_LIB(candidate) != 0) {
+      code = candidate;
+      break;
+    }
+  }
+  if (code == 0) {
+    return {"eof", "client closed the connection during the handshake"};
+  }
+  const char* text = ERR_reason_error_string(code);
+  std::string detail = text != nullptr ? text : "handshake error";
+  if (ERR_GET_LIB(code) != ERR_LIB_SSL) {
+    return {"error", detail};
+  }
+  switch (ERR_GET_REASON(code)) {
+    case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+      return {"no_certificate", detail};
+    case SSL_R_UNSUPPORTED_PROTOCOL:
+    case SSL_R_UNKNOWN_PROTOCOL:
+    case SSL_R_VERSION_TOO_LOW:
+    case SSL_R_VERSION_TOO_HIGH:
+      return {"protocol_version", detail};
+    case SSL_R_NO_SHARED_CIPHER:
+    case SSL_R_NO_SHARED_GROUPS:
+      return {"no_shared_cipher", detail};
+    case SSL_R_CERTIFICATE_VERIFY_FAILED:
+      return {"verify_failed", detail};
+    case SSL_R_WRONG_VERSION_NUMBER:
+    case SSL_R_HTTP_REQUEST:
+    case SSL_R_RECORD_LENGTH_MISMATCH:
+    case SSL_R_PACKET_LENGTH_TOO_LONG:
+      return {"not_tls", detail};
+    default:
+      return {"error", detail};
+  }
+}
+
+}  // namespace mqtls::tls
