@@ -44,6 +44,9 @@ class ClientTlsStream final : public Stream {
   // The session must never be resumed (the client was refused after the handshake, or its
   // certificate is no longer valid). Removes it from the server's cache.
   void forgetSession();
+  // The TLS connection (null if the stream could not be built). For reading its facts; the
+  // stream alone drives it.
+  SSL* ssl() const;
 
   void outputAppended() override;
 
@@ -55,7 +58,6 @@ class ClientTlsStream final : public Stream {
 
  private:
   static void lingerRead(evutil_socket_t fd, short what, void* self);
-  SSL* ssl() const;
 
   // Broker-to-client bytes gathered per TLS write (four full TLS records).
   static constexpr std::size_t kCoalesceBytes = 64 * 1024;
