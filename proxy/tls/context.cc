@@ -171,6 +171,13 @@ bool peerCertificateCurrent(SSL* ssl) {
          X509_cmp_current_time(X509_get0_notAfter(peer)) > 0;
 }
 
+const config::TlsSettings* siteSettings(SSL* ssl) {
+  SSL_CTX* ctx = ssl != nullptr ? SSL_get_SSL_CTX(ssl) : nullptr;
+  const auto* self = ctx != nullptr ? static_cast<const TlsContext*>(SSL_CTX_get_app_data(ctx))
+                                    : nullptr;
+  return self != nullptr ? &self->settings() : nullptr;
+}
+
 void forgetSession(SSL* ssl) {
   if (ssl == nullptr) {
     return;

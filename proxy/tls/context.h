@@ -119,6 +119,10 @@ SessionFacts describeSession(SSL* ssl);
 // (no allocation, no verification): meant for every resumed handshake and long-lived connection.
 bool peerCertificateCurrent(SSL* ssl);
 
+// The settings of the site serving `ssl` (the listener's, or the SNI site the client named), or
+// null if `ssl` is not bound to a TlsContext.
+const config::TlsSettings* siteSettings(SSL* ssl);
+
 // Removes `ssl`'s session from its listener's session store, so it can never be resumed (a
 // stateless ticket already sent cannot be taken back: resuming it runs admission again). Safe
 // with any SSL (null, before or after a failed handshake, without a session).
