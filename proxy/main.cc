@@ -4,12 +4,15 @@
 #include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <utility>
 
 #include "net/server.h"
+#include "ops/admin_server.h"
 #include "ops/logging.h"
 #include "ops/metrics.h"
 #include "startup_check.h"
@@ -57,6 +60,35 @@ int parseArguments(int argc, char** argv, Options& options) {
   return -1;
 }
 
+// The admin listener when admin.listen (or metrics.listen) is set, else null.
+mqtls::Result<std::unique_ptr<mqtls::ops::AdminServer>> startAdmin(
+    const mqtls::config::Config& config, mqtls::ops::Metrics& metrics,
+    mqtls::ops::AdminActions& actions) {
+  const mqtls::config::Admin& admin = config.admin;
+  if (admin.listen.empty()) {
+    return std::unique_ptr<mqtls::ops::AdminServer>();
+  }
+  mqtls::ops::AdminServer::Settings settings;
+  settings.listen = admin.listen;
+  settings.allow_mutations = admin.allow_mutations;
+  settings.upstream = config.upstream;
+  auto server = mqtls::ops::AdminServer::start(settings, metrics, actions);
+  if (!server) {
+    return server.error();
+  }
+  auto host = mqtls::ops::splitListenAddress(admin.listen);
+  if (host && !mqtls::ops::isLoopbackHost(host->first) && admin.allow_mutations) {
+    spdlog::warn(
+        "admin listener on {} is reachable beyond this host and allows changes "
+        "(reload, closing connections, log level); set admin.allow_mutations: false "
+        "or listen on a loopback address",
+        admin.listen);
+  }
+  spdlog::info("admin listener on {} (changes {})", admin.listen,
+               admin.allow_mutations ? "allowed" : "refused");
+  return server;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -95,19 +127,21 @@ int main(int argc, char** argv) {
     spdlog::warn("{}", line);
   }
   mqtls::ops::Metrics metrics;
-  if (!config.metrics.listen.empty()) {
-    if (auto exposed = metrics.expose(config.metrics.listen); !exposed) {
-      spdlog::critical("{}", exposed.error().message);
-      return 1;
-    }
-  }
   // The contexts the check built are the ones served: each is built once.
   auto server = mqtls::net::Server::create(config, std::move(checked.contexts), metrics);
   if (!server) {
     spdlog::critical("{}", server.error().message);
     return 1;
   }
+  std::signal(SIGPIPE, SIG_IGN);  // a peer gone mid-answer is an error return, not a signal
+  auto admin = startAdmin(config, metrics, **server);
+  if (!admin) {
+    spdlog::critical("{}", admin.error().message);
+    return 1;
+  }
   int code = (*server)->run();
-  metrics.detachExposerAtExit();
+  if (*admin) {
+    (*admin)->stop();  // answers /readyz "draining" until the workers are done
+  }
   return code;
 }

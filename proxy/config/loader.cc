@@ -21,12 +21,14 @@ namespace fs = std::filesystem;
 
 Config readRoot(Context& ctx, const YAML::Node& root) {
   const YAML::Mark start = root.Mark().is_null() ? YAML::Mark() : root.Mark();
-  Section top(ctx, Field{root, "", start},
-              {"workers", "log", "metrics", "listeners", "upstream", "limits", "identity"});
+  Section top(
+      ctx, Field{root, "", start},
+      {"workers", "log", "metrics", "admin", "listeners", "upstream", "limits", "identity"});
   Config config;
   readWorkers(ctx, top.field("workers"), config.workers);
   readLogging(ctx, top.field("log"), config.log);
   readMetrics(ctx, top.field("metrics"), config.metrics);
+  readAdmin(ctx, top.field("admin"), config.metrics, config.admin);
   readListeners(ctx, top.require("listeners", "add a 'listeners' list with at least one listener"),
                 config.listeners);
   readUpstream(ctx, top.field("upstream"), config.upstream);

@@ -24,7 +24,8 @@ bool isPort(std::string_view text) {
   return ec == std::errc() && end == text.data() + text.size() && port >= 1 && port <= 65535;
 }
 
-// Empty if `listen` is a usable "host:port" ("[v6]:port" for IPv6), else what is wrong.
+}  // namespace
+
 std::string checkListenAddress(const std::string& listen) {
   const std::size_t colon = listen.rfind(':');
   if (colon == std::string::npos || !isPort(std::string_view(listen).substr(colon + 1))) {
@@ -43,8 +44,6 @@ std::string checkListenAddress(const std::string& listen) {
   }
   return {};
 }
-
-}  // namespace
 
 void readWorkers(Context& ctx, const Field& field, int& workers) {
   const int cores = static_cast<int>(std::thread::hardware_concurrency());

@@ -5,7 +5,10 @@
 
 #include <strings.h>
 
+#include <algorithm>
+#include <array>
 #include <cctype>
+#include <optional>
 
 namespace mqtls::config {
 namespace {
@@ -55,7 +58,8 @@ bool readClientTrust(Context& ctx, const Section& section, TlsSettings& tls) {
   return crl_ok;
 }
 
-// crl_check; "chain" needs CRLs to check against (checked when the trust settings were read).
+// crl_check and crl_next_update; "chain" needs CRLs to check against (checked when the trust
+// settings were read).
 void readCrlCheck(Context& ctx, const Section& section, bool trust_read, TlsSettings& tls) {
   const Field field = section.field("crl_check");
   if (readEnum<CrlCheck>(ctx, field, {{"leaf", CrlCheck::Leaf}, {"chain", CrlCheck::Chain}},
@@ -65,6 +69,21 @@ void readCrlCheck(Context& ctx, const Section& section, bool trust_read, TlsSett
                  "crl_check chain checks every certificate of a client's chain against a CRL, "
                  "but no CRL is given; add 'crl: [<PEM file with a current CRL of each client "
                  "CA>]', or set 'crl_check: leaf'");
+  }
+  readEnum<CrlNextUpdate>(ctx, section.field("crl_next_update"),
+                          {{"strict", CrlNextUpdate::Strict}, {"lenient", CrlNextUpdate::Lenient}},
+                          tls.crl_next_update);
+}
+
+// ocsp_staple: the DER OCSP response stapled to handshakes (checked when the context is built).
+void readOcspStaple(Context& ctx, const Section& section, TlsSettings& tls) {
+  const Field field = section.field("ocsp_staple");
+  if (!field.present()) {
+    return;
+  }
+  if (auto path = readPath(ctx, field)) {
+    tls.ocsp_staple_file = *path;
+    recordPosition(ctx, section.path() + ".ocsp_staple", field);
   }
 }
 
@@ -200,24 +219,64 @@ void readKey(Context& ctx, const Section& section, const Field& key, TlsSettings
   }
 }
 
-}  // namespace
-
-void readTls(Context& ctx, const Field& field, TlsSettings& tls) {
-  Section section(ctx, field,
-                  {"cert", "key", "client_ca", "client_auth", "verify_depth", "crl", "crl_check",
-                   "min_version", "max_version", "ciphers", "ciphersuites", "groups", "alpn",
-                   "session", "session_cache_size", "session_timeout", "pin_file"});
-  if (!section.isMap()) {
+// The server's certificates: cert and key, or a certificates list (one per key type, e.g. ECDSA
+// and RSA) whose first item fills cert_file/key_file, recorded under the keys "cert" and "key".
+void readCertificates(Context& ctx, const Section& section, TlsSettings& tls) {
+  const Field list = section.field("certificates");
+  if (!list.present()) {
+    const Field cert =
+        section.require("cert", "add 'cert: <PEM file with the server certificate chain>'");
+    const Field key = section.require("key", "add 'key: <PEM file with the server private key>'");
+    if (auto path = readPath(ctx, cert)) {
+      tls.cert_file = *path;
+      recordPosition(ctx, section.path() + ".cert", cert);
+    }
+    readKey(ctx, section, key, tls);
     return;
   }
-  const Field cert =
-      section.require("cert", "add 'cert: <PEM file with the server certificate chain>'");
-  const Field key = section.require("key", "add 'key: <PEM file with the server private key>'");
-  if (auto path = readPath(ctx, cert)) {
-    tls.cert_file = *path;
-    recordPosition(ctx, cert.path, cert);
+  for (const char* single : {"cert", "key", "pin_file"}) {
+    if (const Field extra = section.field(single); extra.present()) {
+      ctx.diag.add(extra.mark, extra.path,
+                   std::string("give either '") + single +
+                       "' or 'certificates', not both; move it into a certificates item");
+    }
   }
-  readKey(ctx, section, key, tls);
+  const auto items = readList(ctx, list);
+  if (items.empty()) {
+    ctx.diag.add(list.mark, list.path,
+                 "certificates is empty; add '- {cert: <chain PEM>, key: <key PEM>}'");
+  }
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    Section item(ctx, items[i], {"cert", "key", "pin_file"});
+    if (!item.isMap()) {
+      continue;
+    }
+    TlsSettings one;
+    const Field cert = item.require("cert", "add 'cert: <PEM file with a certificate chain>'");
+    const Field key = item.require("key", "add 'key: <PEM file with its private key>'");
+    if (auto path = readPath(ctx, cert)) {
+      one.cert_file = *path;
+    }
+    readKey(ctx, item, key, one);
+    const std::string name = i == 0 ? "" : ".certificates[" + std::to_string(i) + "]";
+    if (cert.present()) {
+      recordPosition(ctx, section.path() + name + ".cert", cert);
+    }
+    if (key.present()) {
+      recordPosition(ctx, section.path() + name + ".key", key);
+    }
+    if (i == 0) {
+      tls.cert_file = one.cert_file;
+      tls.key_file = one.key_file;
+    } else {
+      tls.more_certificates.push_back({one.cert_file, one.key_file});
+    }
+  }
+}
+
+// How clients are verified: client_auth, client_ca, crl, crl_check, crl_next_update,
+// verify_depth, ocsp.
+void readTrust(Context& ctx, const Section& section, TlsSettings& tls) {
   const bool auth_ok = readEnum<ClientAuth>(ctx, section.field("client_auth"),
                                             {{"required", ClientAuth::Required},
                                              {"optional", ClientAuth::Optional},
@@ -230,6 +289,136 @@ void readTls(Context& ctx, const Field& field, TlsSettings& tls) {
   if (auto depth = readInteger(ctx, section.field("verify_depth"), 1, 16)) {
     tls.verify_depth = static_cast<int>(*depth);
   }
+  readOcsp(ctx, section.field("ocsp"), tls);
+}
+
+constexpr std::array<std::string_view, 7> kTrustKeys = {
+    "client_ca", "client_auth", "verify_depth", "crl", "crl_check", "crl_next_update", "ocsp"};
+
+// A DNS name or "*.suffix" as a site name, lower-cased; nullopt (reported) otherwise.
+std::optional<std::string> readSiteName(Context& ctx, const Field& item) {
+  auto name = readString(ctx, item);
+  if (!name) {
+    return std::nullopt;
+  }
+  std::string lower;
+  for (char c : *name) {
+    lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  }
+  const std::string_view host = lower.starts_with("*.") ? std::string_view(lower).substr(2) : lower;
+  const bool valid =
+      !host.empty() && host.size() <= 253 && host.front() != '.' && host.back() != '.' &&
+      host.find("..") == std::string_view::npos &&
+      std::all_of(host.begin(), host.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '.';
+      });
+  if (!valid) {
+    ctx.diag.add(item.mark, item.path,
+                 "'" + *name +
+                     "' is not a DNS name; write a name such as fleet-a.example.com or a "
+                     "wildcard such as *.fleet-a.example.com");
+    return std::nullopt;
+  }
+  return lower;
+}
+
+// One tls.sni item: names, certificates, optional trust (replacing the listener's when any trust
+// key is given) and an optional identity section (replacing the global one).
+void readSite(Context& ctx, const Field& field, const TlsSettings& listener, SniSite& site) {
+  Section section(
+      ctx, field,
+      {"names", "cert", "key", "pin_file", "certificates", "ocsp_staple", "identity", "client_ca",
+       "client_auth", "verify_depth", "crl", "crl_check", "crl_next_update", "ocsp"});
+  if (!section.isMap()) {
+    return;
+  }
+  const Field names = section.require("names", "add 'names: [<the DNS names this site serves>]'");
+  for (const Field& item : readList(ctx, names)) {
+    if (auto name = readSiteName(ctx, item)) {
+      site.names.push_back(*name);
+    }
+  }
+  site.tls = listener;
+  site.tls.sites.clear();
+  site.tls.cert_file.clear();
+  site.tls.key_file.clear();
+  site.tls.more_certificates.clear();
+  site.tls.ocsp_staple_file.clear();  // a staple belongs to one certificate
+  readCertificates(ctx, section, site.tls);
+  readOcspStaple(ctx, section, site.tls);
+  const bool own_trust = std::any_of(kTrustKeys.begin(), kTrustKeys.end(), [&](std::string_view k) {
+    return section.field(std::string(k)).present();
+  });
+  if (own_trust) {
+    const TlsSettings defaults;
+    site.tls.client_auth = defaults.client_auth;
+    site.tls.client_ca_file.clear();
+    site.tls.crl_files.clear();
+    site.tls.crl_check = defaults.crl_check;
+    site.tls.crl_next_update = defaults.crl_next_update;
+    site.tls.verify_depth = defaults.verify_depth;
+    site.tls.ocsp = defaults.ocsp;
+    readTrust(ctx, section, site.tls);
+  }
+  if (const Field identity = section.field("identity"); identity.present()) {
+    site.identity.emplace();
+    readIdentity(ctx, identity, *site.identity);
+  }
+}
+
+// tls.sni: the sites; a name may belong to one site only.
+void readSites(Context& ctx, const Field& field, TlsSettings& tls) {
+  std::vector<SniSite> sites;
+  std::vector<std::string> seen;
+  for (const Field& item : readList(ctx, field)) {
+    SniSite site;
+    readSite(ctx, item, tls, site);
+    for (const auto& name : site.names) {
+      if (std::find(seen.begin(), seen.end(), name) != seen.end()) {
+        ctx.diag.add(item.mark, item.path,
+                     "the name '" + name +
+                         "' is already served by an earlier site; give each "
+                         "name to one site");
+      }
+      seen.push_back(name);
+    }
+    sites.push_back(std::move(site));
+  }
+  tls.sites = std::move(sites);
+}
+
+}  // namespace
+
+void readTls(Context& ctx, const Field& field, TlsSettings& tls) {
+  Section section(ctx, field,
+                  {"cert",
+                   "key",
+                   "certificates",
+                   "client_ca",
+                   "client_auth",
+                   "verify_depth",
+                   "crl",
+                   "crl_check",
+                   "crl_next_update",
+                   "ocsp_staple",
+                   "min_version",
+                   "max_version",
+                   "ciphers",
+                   "ciphersuites",
+                   "groups",
+                   "alpn",
+                   "session",
+                   "session_cache_size",
+                   "session_timeout",
+                   "pin_file",
+                   "ocsp",
+                   "sni"});
+  if (!section.isMap()) {
+    return;
+  }
+  readCertificates(ctx, section, tls);
+  readTrust(ctx, section, tls);
+  readOcspStaple(ctx, section, tls);
   readVersions(ctx, section, tls);
   for (auto [name, out] :
        {std::pair{"ciphers", &tls.ciphers}, std::pair{"ciphersuites", &tls.ciphersuites},
@@ -242,6 +431,7 @@ void readTls(Context& ctx, const Field& field, TlsSettings& tls) {
   }
   readAlpn(ctx, section.field("alpn"), tls);
   readSession(ctx, section, tls);
+  readSites(ctx, section.field("sni"), tls);  // last: sites start from everything above
 }
 
 }  // namespace mqtls::config

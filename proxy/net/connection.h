@@ -96,6 +96,7 @@ class Connection final : public StreamObserver {
   State state() const { return state_; }
   std::uint64_t id() const { return id_; }
   const ops::AccessRecord& record() const { return record_; }
+  std::chrono::steady_clock::time_point acceptedAt() const { return accepted_at_; }
 
   static std::string_view stateName(State state);
   static bool legalTransition(State from, State to);

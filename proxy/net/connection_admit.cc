@@ -2,6 +2,7 @@
 // first packet (which must be a CONNECT within limits.max_connect_size), asks the admission
 // decider, dials the broker, or refuses in the client's own protocol version.
 #include <event2/buffer.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <span>
@@ -10,6 +11,7 @@
 #include "mqtt/connect_peek.h"
 #include "mqtt/replies.h"
 #include "net/connection.h"
+#include "tls/crl.h"
 
 namespace mqtls::net {
 namespace {
@@ -38,6 +40,13 @@ void Connection::onHandshakeDone() {
     return;
   }
   host_.metrics().handshakeSucceeded(facts.version, facts.resumed);
+  if (tls::acceptedWithStaleCrl(client_->ssl())) {
+    host_.metrics().staleCrlAccepted(listener_name_);
+    spdlog::debug(
+        "connection {}: client certificate accepted with a CRL past its nextUpdate "
+        "(crl_next_update lenient)",
+        id_);
+  }
   if (X509* leaf = client_->peerCertificate()) {
     auto identity = tls::extractPeerIdentity(leaf);
     if (identity) {
@@ -114,6 +123,7 @@ void Connection::admit(mqtt::ConnectPacket connect) {
   armDeadline(host_.config().limits.admission_timeout);
   AdmissionRequest request{id_, std::move(connect), peer_ ? &*peer_ : nullptr, peer_error_};
   request.ssl = client_->ssl();
+  request.policy = tls::sitePolicy(request.ssl);
   deciding_ = true;
   pending_ = host_.admission().decide(std::move(request), [this](Verdict verdict) {
     verdict_ = std::move(verdict);

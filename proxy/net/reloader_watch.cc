@@ -24,10 +24,16 @@ constexpr std::uint32_t kWatchMask = IN_CLOSE_WRITE | IN_MODIFY | IN_ATTRIB | IN
                                      IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE_SELF |
                                      IN_MOVE_SELF;
 
-// A name in a watched directory that can change a watched file: the file itself, or a
-// Kubernetes AtomicWriter entry ("..data", "..data_tmp", "..<timestamp>") its symlink goes through.
+// The name standing for "every entry": a directory that is itself one of the files (a CRL
+// directory), where any entry added, replaced or removed changes what the context is built from.
+constexpr std::string_view kAnyName = "";
+
+// A name in a watched directory that can change a watched file: the file itself, a Kubernetes
+// AtomicWriter entry ("..data", "..data_tmp", "..<timestamp>") its symlink goes through, or any
+// name in a directory watched for all its entries.
 bool relevantName(const std::vector<std::string>& names, std::string_view name) {
-  return name.rfind("..", 0) == 0 || std::find(names.begin(), names.end(), name) != names.end();
+  return name.rfind("..", 0) == 0 || std::find(names.begin(), names.end(), name) != names.end() ||
+         std::find(names.begin(), names.end(), kAnyName) != names.end();
 }
 
 // Milliseconds until `at` for poll(), rounded up, at least 0.
@@ -39,8 +45,9 @@ int msUntil(Clock::time_point at, Clock::time_point now) {
 }  // namespace
 
 // Watches the directory of every file of every listener (the directory, not the file: renames
-// and symlink swaps replace the file's inode). Returns false if a directory could not be
-// watched (it is retried). Runs on the reloader thread, or in start() before it exists.
+// and symlink swaps replace the file's inode), and every directory of contextDirectories(). Returns
+// false if a directory could not be watched (it is retried). Runs on the reloader thread, or in
+// start() before it exists.
 bool Reloader::syncWatches() {
   std::map<std::string, std::vector<std::string>> wanted;  // directory -> names
   {
@@ -49,6 +56,14 @@ bool Reloader::syncWatches() {
       for (const auto& file : tls::contextFiles(state.settings)) {
         std::filesystem::path path = std::filesystem::absolute(file).lexically_normal();
         wanted[path.parent_path().string()].push_back(path.filename().string());
+      }
+      for (const auto& dir : tls::contextDirectories(state.settings)) {
+        std::filesystem::path path = std::filesystem::absolute(dir).lexically_normal();
+        if (path.filename().empty()) {
+          path = path.parent_path();  // "crl.d/" names "crl.d"
+        }
+        wanted[path.string()].emplace_back(kAnyName);                             // its entries
+        wanted[path.parent_path().string()].push_back(path.filename().string());  // itself
       }
     }
   }

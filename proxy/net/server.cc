@@ -5,14 +5,37 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
+#include <mutex>
+#include <optional>
 
 #include "net/upstream_stream.h"
+#include "ops/admin_log.h"
 
 namespace mqtls::net {
 
+namespace {
+
+// The largest tls.ocsp.cache_size of any listener or SNI site (the default when none sets one).
+std::size_t ocspCacheSize(const config::Config& config) {
+  std::size_t size = config::OcspSettings{}.cache_size;
+  for (const auto& listener : config.listeners) {
+    size = std::max(size, listener.tls.ocsp.cache_size);
+    for (const auto& site : listener.tls.sites) {
+      size = std::max(size, site.tls.ocsp.cache_size);
+    }
+  }
+  return size;
+}
+
+}  // namespace
+
 Server::Server(const config::Config& config, ops::Metrics& metrics)
-    : config_(config), metrics_(metrics), gate_(config.limits.max_connections) {}
+    : config_(config),
+      metrics_(metrics),
+      gate_(config.limits.max_connections),
+      ocsp_cache_(std::make_unique<tls::OcspCache>(ocspCacheSize(config))) {}
 
 Server::~Server() = default;
 
@@ -34,8 +57,8 @@ Result<std::unique_ptr<Server>> Server::create(const config::Config& config,
   metrics.tlsLoadedAt(
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
   for (int i = 0; i < config.workers; ++i) {
-    auto worker =
-        Worker::create(i, config, server->listeners_, metrics, server->gate_, server->ids_);
+    auto worker = Worker::create(i, config, server->listeners_, metrics, server->gate_,
+                                 server->ids_, *server->ocsp_cache_);
     if (!worker) {
       return worker.error();
     }
@@ -57,7 +80,12 @@ int Server::run() {
       s->server->reload("SIGHUP");
       return;
     }
+    if (signo == SIGUSR1) {
+      spdlog::warn("signal {}: log level now {}", signo, ops::cycleLogLevel());
+      return;
+    }
     ++s->received;
+    s->server->draining_.store(true);
     if (s->received == 1) {
       spdlog::info("signal {}: draining (up to {} ms); send again to close at once", signo,
                    s->server->config_.limits.drain_timeout.count());
@@ -75,9 +103,11 @@ int Server::run() {
   EventPtr term(evsignal_new(signals.get(), SIGTERM, on_signal, &state));
   EventPtr intr(evsignal_new(signals.get(), SIGINT, on_signal, &state));
   EventPtr hup(evsignal_new(signals.get(), SIGHUP, on_signal, &state));
+  EventPtr usr1(evsignal_new(signals.get(), SIGUSR1, on_signal, &state));
   event_add(term.get(), nullptr);
   event_add(intr.get(), nullptr);
   event_add(hup.get(), nullptr);
+  event_add(usr1.get(), nullptr);
 
   if (auto watching = reloader_->start(); !watching) {
     spdlog::warn("{}", watching.error().message);
@@ -109,6 +139,173 @@ int Server::run() {
 
 ReloadResult Server::reload(std::string_view trigger) {
   return reloader_->reload(trigger);
+}
+
+// Admin answers (ops::AdminActions) ----------------------------------------------------------
+
+namespace {
+
+std::string_view outcomeName(ListenerReload::Outcome outcome) {
+  switch (outcome) {
+    case ListenerReload::Outcome::Reloaded:
+      return "reloaded";
+    case ListenerReload::Outcome::Unchanged:
+      return "unchanged";
+    case ListenerReload::Outcome::Waiting:
+      return "waiting";
+    case ListenerReload::Outcome::Failed:
+      return "failed";
+    case ListenerReload::Outcome::Skipped:
+      return "skipped";
+  }
+  return "?";
+}
+
+ops::ConnectionInfo describe(const Connection& connection, int worker,
+                             std::chrono::steady_clock::time_point now) {
+  const ops::AccessRecord& r = connection.record();
+  ops::ConnectionInfo info;
+  info.id = connection.id();
+  info.worker = worker;
+  info.listener = r.listener;
+  info.peer = r.peer;
+  info.identity = r.identity;
+  info.client_id = r.client_id;
+  info.tls_version = r.tls_version;
+  info.state = std::string(Connection::stateName(connection.state()));
+  info.resumed = r.resumed;
+  info.mqtt_level = r.mqtt_level;
+  info.age_seconds = std::chrono::duration<double>(now - connection.acceptedAt()).count();
+  info.bytes_from_client = r.bytes_from_client;
+  info.bytes_from_broker = r.bytes_from_broker;
+  return info;
+}
+
+// Answers gathered from the workers' loops: each posted task adds its part and counts down.
+template <typename Part>
+struct Gathering {
+  std::mutex mutex;
+  std::condition_variable done;
+  std::vector<std::optional<Part>> parts;  // by worker index
+  std::size_t waiting = 0;
+};
+
+// Runs `work(worker)` on every worker's loop and waits up to `timeout` for all of them; the
+// parts of the workers that did not answer in time are nullopt.
+template <typename Part, typename Work>
+std::vector<std::optional<Part>> askWorkers(std::vector<std::unique_ptr<Worker>>& workers,
+                                            std::chrono::milliseconds timeout, Work work) {
+  auto gathering = std::make_shared<Gathering<Part>>();
+  gathering->parts.resize(workers.size());
+  gathering->waiting = workers.size();
+  for (std::size_t i = 0; i < workers.size(); ++i) {
+    Worker* worker = workers[i].get();
+    if (!worker->running()) {  // not started yet, or drained: nothing open, nothing to wait for
+      std::lock_guard lock(gathering->mutex);
+      gathering->parts[i] = Part{};
+      --gathering->waiting;
+      continue;
+    }
+    worker->post([gathering, worker, i, work] {
+      Part part = work(*worker);
+      std::lock_guard lock(gathering->mutex);
+      gathering->parts[i] = std::move(part);
+      if (--gathering->waiting == 0) {
+        gathering->done.notify_all();
+      }
+    });
+  }
+  std::unique_lock lock(gathering->mutex);
+  gathering->done.wait_for(lock, timeout, [&] { return gathering->waiting == 0; });
+  return gathering->parts;  // a copy: late answers may still write into the shared one
+}
+
+}  // namespace
+
+std::string Server::notReadyReason() {
+  if (draining_.load()) {
+    return "draining";
+  }
+  for (std::size_t i = 0; i < stores_.size(); ++i) {
+    if (!stores_[i]->current()) {
+      return "listener '" + config_.listeners[i].name + "': no TLS context loaded";
+    }
+  }
+  return {};  // every listener was bound on every worker by create()
+}
+
+std::vector<ops::WorkerHeartbeat> Server::heartbeats() {
+  std::vector<ops::WorkerHeartbeat> beats;
+  for (const auto& worker : workers_) {
+    beats.push_back({worker->index(), worker->running(),
+                     std::chrono::duration<double>(worker->sinceHeartbeat()).count()});
+  }
+  return beats;
+}
+
+ops::ReloadReport Server::reload() {
+  const ReloadResult result = reload("admin");
+  ops::ReloadReport report;
+  report.ok = result.ok();
+  report.errors = result.errors;
+  report.warnings = result.warnings;
+  for (const auto& listener : result.listeners) {
+    report.listeners.push_back({listener.listener, std::string(outcomeName(listener.outcome)),
+                                listener.outcome != ListenerReload::Outcome::Failed, listener.files,
+                                listener.errors, listener.warnings});
+  }
+  return report;
+}
+
+ops::ConnectionList Server::connections(std::size_t limit, std::chrono::milliseconds timeout) {
+  auto parts = askWorkers<std::vector<ops::ConnectionInfo>>(workers_, timeout, [](Worker& worker) {
+    const auto now = std::chrono::steady_clock::now();
+    std::vector<ops::ConnectionInfo> infos;
+    for (const Connection* connection : worker.openConnections()) {
+      infos.push_back(describe(*connection, worker.index(), now));
+    }
+    return infos;
+  });
+  ops::ConnectionList list;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    if (!parts[i]) {
+      list.unanswered.push_back(static_cast<int>(i));
+      continue;
+    }
+    list.total += parts[i]->size();
+    list.connections.insert(list.connections.end(), parts[i]->begin(), parts[i]->end());
+  }
+  std::sort(list.connections.begin(), list.connections.end(),
+            [](const auto& a, const auto& b) { return a.id < b.id; });
+  if (list.connections.size() > limit) {
+    list.connections.resize(limit);
+  }
+  return list;
+}
+
+ops::CloseOutcome Server::closeConnections(const ops::ConnectionFilter& filter,
+                                           std::chrono::milliseconds timeout) {
+  auto parts = askWorkers<std::size_t>(workers_, timeout, [filter](Worker& worker) {
+    std::size_t closed = 0;
+    for (Connection* connection : worker.openConnections()) {
+      if (filter.matches(connection->id(), connection->record().identity)) {
+        spdlog::info("admin: closing connection {} ({})", connection->id(),
+                     connection->record().peer);
+        worker.closeConnection(connection);
+        ++closed;
+      }
+    }
+    return closed;
+  });
+  ops::CloseOutcome outcome;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    if (parts[i]) {
+      outcome.closed += *parts[i];
+    } else {
+      outcome.unanswered.push_back(static_cast<int>(i));
+    }
+  }
+  return outcome;
 }
 
 }  // namespace mqtls::net

@@ -1,6 +1,7 @@
 // Server: owns everything that lives as long as the process: the TLS context stores (one per
 // listener), the reloader that replaces their contexts, the workers and their threads, and the
-// signal handling that drains them (SIGTERM, SIGINT) or reloads (SIGHUP).
+// signal handling that drains them (SIGTERM, SIGINT), reloads (SIGHUP) or cycles the log level
+// (SIGUSR1). It answers the admin listener's questions (ops::AdminActions).
 #pragma once
 
 #include <atomic>
@@ -12,20 +13,22 @@
 #include "config/model.h"
 #include "net/reloader.h"
 #include "net/worker.h"
+#include "ops/admin_actions.h"
 #include "ops/metrics.h"
 #include "tls/context_store.h"
+#include "tls/ocsp_cache.h"
 #include "util/result.h"
 
 namespace mqtls::net {
 
-class Server {
+class Server final : public ops::AdminActions {
  public:
   // Binds every listener on every worker, serving contexts[i] (built by the startup check,
   // one per listener, non-null) on listener i. Nothing is accepted yet.
   static Result<std::unique_ptr<Server>> create(const config::Config& config,
                                                 std::vector<tls::TlsContextPtr> contexts,
                                                 ops::Metrics& metrics);
-  ~Server();
+  ~Server() override;
 
   // Runs the workers until SIGTERM or SIGINT, then drains: listeners close at once, open
   // connections get limits.drain_timeout to finish, the rest are closed. A second signal closes
@@ -37,6 +40,14 @@ class Server {
   // thread; blocks until done and says per listener which files were used and what failed.
   ReloadResult reload(std::string_view trigger);
 
+  // ops::AdminActions (see ops/admin_actions.h); callable from any thread.
+  std::string notReadyReason() override;
+  std::vector<ops::WorkerHeartbeat> heartbeats() override;
+  ops::ReloadReport reload() override;
+  ops::ConnectionList connections(std::size_t limit, std::chrono::milliseconds timeout) override;
+  ops::CloseOutcome closeConnections(const ops::ConnectionFilter& filter,
+                                     std::chrono::milliseconds timeout) override;
+
  private:
   Server(const config::Config& config, ops::Metrics& metrics);
 
@@ -47,7 +58,11 @@ class Server {
   std::unique_ptr<Reloader> reloader_;
   ConnectionGate gate_;
   std::atomic<std::uint64_t> ids_{0};
+  // OCSP answers, shared by the workers and kept across reloads; sized at start by the largest
+  // tls.ocsp.cache_size of any listener or site.
+  std::unique_ptr<tls::OcspCache> ocsp_cache_;
   std::vector<std::unique_ptr<Worker>> workers_;
+  std::atomic<bool> draining_{false};
 };
 
 }  // namespace mqtls::net

@@ -88,19 +88,21 @@ Result<evutil_socket_t> bindSocket(const config::Listener& listener, bool probe_
 }  // namespace
 
 Worker::Worker(int index, const config::Config& config, ops::Metrics& metrics, ConnectionGate& gate,
-               std::atomic<std::uint64_t>& ids)
+               std::atomic<std::uint64_t>& ids, tls::OcspCache& ocsp_cache)
     : index_(index),
       config_(config),
       metrics_(metrics),
       gate_(gate),
       ids_(ids),
-      decider_(config.identity) {}
+      policy_(config.identity),
+      decider_(*this, policy_, ocsp_cache) {}
 
 Result<std::unique_ptr<Worker>> Worker::create(int index, const config::Config& config,
                                                const std::vector<ListenerRuntime>& listeners,
                                                ops::Metrics& metrics, ConnectionGate& gate,
-                                               std::atomic<std::uint64_t>& ids) {
-  std::unique_ptr<Worker> worker(new Worker(index, config, metrics, gate, ids));
+                                               std::atomic<std::uint64_t>& ids,
+                                               tls::OcspCache& ocsp_cache) {
+  std::unique_ptr<Worker> worker(new Worker(index, config, metrics, gate, ids, ocsp_cache));
   // The changelist folds the add/delete of a write event within one loop pass into one
   // epoll_ctl (or none), which matters when every forwarded packet toggles write interest.
   std::unique_ptr<event_config, void (*)(event_config*)> event_cfg(event_config_new(),
@@ -127,6 +129,12 @@ Result<std::unique_ptr<Worker>> Worker::create(int index, const config::Config& 
           evconnlistener_enable(bound->listener.get());
         }
       },
+      self));
+  worker->heartbeat_.reset(event_new(
+      base, -1, EV_PERSIST,
+      [](evutil_socket_t, short, void* w) { static_cast<Worker*>(w)->beat(); }, self));
+  worker->tasks_ready_.reset(event_new(
+      base, -1, 0, [](evutil_socket_t, short, void* w) { static_cast<Worker*>(w)->runTasks(); },
       self));
   for (const auto& listener : listeners) {
     if (auto bound = worker->bindListener(listener); !bound) {
@@ -171,8 +179,57 @@ evdns_base* Worker::dns() {
 }
 
 void Worker::run() {
+  constexpr timeval kBeat{1, 0};
+  beat();
+  evtimer_add(heartbeat_.get(), &kBeat);
+  running_.store(true, std::memory_order_relaxed);
   event_base_loop(base_.get(), EVLOOP_NO_EXIT_ON_EMPTY);
+  running_.store(false, std::memory_order_relaxed);
   spdlog::debug("worker {} stopped", index_);
+}
+
+void Worker::beat() {
+  last_beat_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                   std::memory_order_relaxed);
+}
+
+std::chrono::steady_clock::duration Worker::sinceHeartbeat() const {
+  const std::chrono::steady_clock::duration last(last_beat_.load(std::memory_order_relaxed));
+  return std::chrono::steady_clock::now().time_since_epoch() - last;
+}
+
+void Worker::post(std::function<void()> task) {
+  {
+    std::lock_guard lock(tasks_mutex_);
+    tasks_.push_back(std::move(task));
+  }
+  event_active(tasks_ready_.get(), 0, 0);
+}
+
+void Worker::runTasks() {
+  std::vector<std::function<void()>> ready;
+  {
+    std::lock_guard lock(tasks_mutex_);
+    ready.swap(tasks_);
+  }
+  for (auto& task : ready) {
+    task();
+  }
+}
+
+std::vector<Connection*> Worker::openConnections() const {
+  std::vector<Connection*> open;
+  open.reserve(connections_.size());
+  for (const auto& [raw, owned] : connections_) {
+    open.push_back(raw);
+  }
+  return open;
+}
+
+void Worker::closeConnection(Connection* connection) {
+  if (connections_.count(connection) > 0) {
+    connection->dispatch(Connection::Event::Shutdown);  // releases itself
+  }
 }
 
 void Worker::requestDrain() {

@@ -6,7 +6,10 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -14,8 +17,10 @@
 #include "config/model.h"
 #include "net/admission.h"
 #include "net/connection.h"
+#include "net/ocsp_decider.h"
 #include "ops/metrics.h"
 #include "tls/context_store.h"
+#include "tls/ocsp_cache.h"
 #include "util/event_ptr.h"
 #include "util/result.h"
 
@@ -48,11 +53,13 @@ struct ListenerRuntime {
 class Worker final : public ConnectionHost {
  public:
   // Creates the loop and binds this worker's sockets. Fails with a message naming the listener
-  // and address if a socket cannot be bound. Runs on the main thread.
+  // and address if a socket cannot be bound. Runs on the main thread. `ocsp_cache` is the
+  // process's OCSP answer cache, shared by all workers.
   static Result<std::unique_ptr<Worker>> create(int index, const config::Config& config,
                                                 const std::vector<ListenerRuntime>& listeners,
                                                 ops::Metrics& metrics, ConnectionGate& gate,
-                                                std::atomic<std::uint64_t>& ids);
+                                                std::atomic<std::uint64_t>& ids,
+                                                tls::OcspCache& ocsp_cache);
   ~Worker() override;
 
   // Runs the loop until the worker has drained. Call on the worker's own thread.
@@ -61,6 +68,19 @@ class Worker final : public ConnectionHost {
   void requestDrain();
   // Thread-safe: close every connection now (a second signal).
   void requestStop();
+
+  // Thread-safe: runs `task` on this worker's loop thread soon; never once the loop has ended
+  // (the task is then destroyed with the worker).
+  void post(std::function<void()> task);
+  // Thread-safe: time since the loop last turned its once-a-second heartbeat timer.
+  std::chrono::steady_clock::duration sinceHeartbeat() const;
+  // Thread-safe: true from run() until its loop has ended.
+  bool running() const { return running_.load(std::memory_order_relaxed); }
+  int index() const { return index_; }
+  // Loop thread only: the open connections; closeConnection closes one now, as the drain
+  // deadline does.
+  std::vector<Connection*> openConnections() const;
+  void closeConnection(Connection* connection);
 
   event_base* base() override { return base_.get(); }
   evdns_base* dns() override;
@@ -71,7 +91,7 @@ class Worker final : public ConnectionHost {
 
  private:
   Worker(int index, const config::Config& config, ops::Metrics& metrics, ConnectionGate& gate,
-         std::atomic<std::uint64_t>& ids);
+         std::atomic<std::uint64_t>& ids, tls::OcspCache& ocsp_cache);
   Status bindListener(const ListenerRuntime& listener);
   void onAccept(const ListenerRuntime& listener, evutil_socket_t fd, sockaddr* addr, int len);
   void onAcceptError();
@@ -95,7 +115,8 @@ class Worker final : public ConnectionHost {
   std::atomic<std::uint64_t>& ids_;
   EventBasePtr base_;
   DnsBasePtr dns_;
-  PolicyDecider decider_;
+  PolicyDecider policy_;
+  OcspDecider decider_;  // OCSP check of client certificates, then policy_
   std::vector<std::unique_ptr<Bound>> bound_;
   std::unordered_map<Connection*, std::unique_ptr<Connection>> connections_;
   EventPtr drain_request_;
@@ -103,6 +124,15 @@ class Worker final : public ConnectionHost {
   EventPtr drain_deadline_;
   EventPtr accept_resume_;
   bool draining_ = false;
+  // Heartbeat and cross-thread tasks (post()).
+  void beat();
+  void runTasks();
+  EventPtr heartbeat_;
+  EventPtr tasks_ready_;
+  std::mutex tasks_mutex_;
+  std::vector<std::function<void()>> tasks_;
+  std::atomic<std::int64_t> last_beat_{0};  // steady_clock ticks
+  std::atomic<bool> running_{false};
 };
 
 }  // namespace mqtls::net

@@ -1,7 +1,6 @@
 #include "ops/metrics.h"
 
 #include <chrono>
-#include <exception>
 
 namespace mqtls::ops {
 namespace {
@@ -53,26 +52,16 @@ Metrics::Metrics()
                                .Help("Unix time the TLS contexts in force were last loaded "
                                      "successfully (at start or by a reload)")
                                .Register(*registry_)
-                               .Add({})) {}
+                               .Add({})),
+      upstream_ready_(prometheus::BuildGauge()
+                          .Name("mqtls_upstream_ready")
+                          .Help("1 when the broker answered the admin listener's last connect "
+                                "check, else 0 (checked while /readyz is being asked)")
+                          .Register(*registry_)
+                          .Add({})) {}
 
-Status Metrics::expose(const std::string& listen) {
-  try {
-    exposer_ = std::make_unique<prometheus::Exposer>(listen, 1);
-    exposer_->RegisterCollectable(registry_);
-  } catch (const std::exception& e) {
-    return Status::failure("metrics.listen '" + listen + "': cannot serve metrics: " + e.what());
-  }
-  return Status::success();
-}
-
-namespace {
-// Holds the endpoint left running at exit. A namespace-scope volatile pointer: the store cannot
-// be optimized away, so leak checkers see the object as reachable; the OS reclaims it.
-prometheus::Exposer* volatile g_exposer_at_exit = nullptr;
-}  // namespace
-
-void Metrics::detachExposerAtExit() {
-  g_exposer_at_exit = exposer_.release();
+void Metrics::staleCrlAccepted(std::string_view listener) {
+  stale_crl_accepted_.Add({{"listener", label(listener)}}).Increment();
 }
 
 void Metrics::connectionAccepted(std::string_view listener) {
@@ -127,6 +116,21 @@ void Metrics::tlsReloaded(bool ok) {
 
 void Metrics::tlsLoadedAt(double unix_seconds) {
   last_reload_success_.Set(unix_seconds);
+}
+
+void Metrics::upstreamReady(bool ready) {
+  upstream_ready_.Set(ready ? 1 : 0);
+}
+
+void Metrics::ocspChecked(std::string_view result, double latency_seconds) {
+  ocsp_checks_.Add({{"result", label(result)}}).Increment();
+  if (latency_seconds >= 0) {
+    ocsp_latency_.Observe(latency_seconds);
+  }
+}
+
+void Metrics::ocspCacheLookup(bool hit) {
+  (hit ? ocsp_cache_hits_ : ocsp_cache_misses_).Increment();
 }
 
 }  // namespace mqtls::ops

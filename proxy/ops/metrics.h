@@ -1,11 +1,12 @@
 // Metrics: the one object that holds every Prometheus family mqtls exports. Created once by the
 // server and passed by reference to whoever counts; no globals. All methods are thread-safe.
+// The admin listener (ops/admin_server.h) serves them at /metrics.
 #pragma once
 
 #include <prometheus/counter.h>
-#include <prometheus/exposer.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
 #include <memory>
@@ -21,13 +22,6 @@ enum class Direction { ClientToBroker, BrokerToClient };
 class Metrics {
  public:
   Metrics();
-
-  // Starts serving /metrics on "host:port". Fails with a message if it cannot bind.
-  Status expose(const std::string& listen);
-
-  // At process exit: leaves the HTTP endpoint running instead of stopping it, because its
-  // server only notices a stop request after a 2 s poll; the process is about to end anyway.
-  void detachExposerAtExit();
 
   void connectionAccepted(std::string_view listener);
   // Accept refused before TLS (e.g. "max_connections").
@@ -46,12 +40,23 @@ class Metrics {
   void tlsReloaded(bool ok);
   // The TLS contexts in force were (re)loaded successfully at `unix_seconds` (also at start).
   void tlsLoadedAt(double unix_seconds);
+  // The admin listener's last check of the broker: it answered a TCP connect (see
+  // ops/admin_server.h).
+  void upstreamReady(bool ready);
+  // A client certificate of `listener` was accepted although a CRL it was checked against is
+  // past its nextUpdate (tls.crl_next_update lenient).
+  void staleCrlAccepted(std::string_view listener);
+
+  // One OCSP check of a client certificate ended: result good, revoked, unknown or unavailable
+  // (no answer, a timeout or an invalid answer); latency_seconds < 0 when no request was made.
+  void ocspChecked(std::string_view result, double latency_seconds);
+  // An OCSP answer was (hit) or was not (miss) found in the cache.
+  void ocspCacheLookup(bool hit);
 
   prometheus::Registry& registry() { return *registry_; }
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
   prometheus::Family<prometheus::Counter>& accepted_;
   prometheus::Family<prometheus::Counter>& rejected_;
   prometheus::Family<prometheus::Counter>& handshakes_;
@@ -68,6 +73,39 @@ class Metrics {
   prometheus::Counter& reloads_ok_;
   prometheus::Counter& reloads_failed_;
   prometheus::Gauge& last_reload_success_;
+  prometheus::Gauge& upstream_ready_;
+  prometheus::Family<prometheus::Counter>& stale_crl_accepted_ =
+      prometheus::BuildCounter()
+          .Name("mqtls_tls_stale_crl_accepted_total")
+          .Help(
+              "Client certificates accepted although a CRL they were checked against is past "
+              "its nextUpdate (crl_next_update lenient), by listener")
+          .Register(*registry_);
+  prometheus::Family<prometheus::Counter>& ocsp_checks_ =
+      prometheus::BuildCounter()
+          .Name("mqtls_ocsp_checks_total")
+          .Help(
+              "OCSP checks of client certificates, by result (good, revoked, unknown, "
+              "unavailable)")
+          .Register(*registry_);
+  prometheus::Counter& ocsp_cache_hits_ = prometheus::BuildCounter()
+                                              .Name("mqtls_ocsp_cache_hits_total")
+                                              .Help("OCSP answers found in the cache")
+                                              .Register(*registry_)
+                                              .Add({});
+  prometheus::Counter& ocsp_cache_misses_ =
+      prometheus::BuildCounter()
+          .Name("mqtls_ocsp_cache_misses_total")
+          .Help("OCSP checks that found no answer in the cache and asked the responder")
+          .Register(*registry_)
+          .Add({});
+  prometheus::Histogram& ocsp_latency_ =
+      prometheus::BuildHistogram()
+          .Name("mqtls_ocsp_request_duration_seconds")
+          .Help("Time from sending an OCSP request to its answer, failure or timeout")
+          .Register(*registry_)
+          .Add({}, prometheus::Histogram::BucketBoundaries{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                           1, 2.5, 5});
 };
 
 }  // namespace mqtls::ops

@@ -24,6 +24,10 @@ void installServerIdentity(SSL_CTX* ctx, const config::TlsSettings& settings, Bu
 void installClientVerification(SSL_CTX* ctx, const config::TlsSettings& settings,
                                BuildReport& report);
 
+// The OCSP response of ocsp_staple, checked against the server chain and sent to clients that
+// ask for certificate status; past its nextUpdate a warning and not sent (stapling.cc).
+void installOcspStaple(SSL_CTX* ctx, const config::TlsSettings& settings, BuildReport& report);
+
 // Resumption policy and callbacks; sessions live in the context's SessionResources
 // (resumption.cc).
 void installSessionPolicy(SSL_CTX* ctx, const config::TlsSettings& settings);

@@ -2,30 +2,44 @@
 
 #include <openssl/err.h>
 
+#include "tls/crl.h"
 #include "util/pem.h"
 
 namespace mqtls::tls::detail {
 namespace {
 
-// Adds the CRLs of settings.crl_files[index] to `store`; warns about one past its nextUpdate.
-void installCrlFile(X509_STORE* store, const config::TlsSettings& settings, std::size_t index,
+// What a CRL past its nextUpdate means under the configured policy, for the build warning.
+std::string staleConsequence(config::CrlNextUpdate policy) {
+  if (policy == config::CrlNextUpdate::Lenient) {
+    return "client certificates it covers are still accepted (crl_next_update lenient; each "
+           "such handshake is counted in mqtls_tls_stale_crl_accepted_total) unless it lists "
+           "them";
+  }
+  return "client certificates it covers are refused (CRL has expired) until it is replaced";
+}
+
+// Adds the CRLs of settings.crl_files[index] (a file or a directory) to `store`; warns about
+// each one past its nextUpdate.
+void installCrlItem(X509_STORE* store, const config::TlsSettings& settings, std::size_t index,
                     BuildReport& report) {
-  const std::string& file = settings.crl_files[index];
+  const std::string& item = settings.crl_files[index];
   const std::string key = "crl[" + std::to_string(index) + "]";
-  auto crls = pem::readCrls(file);
+  auto crls = readCrlItem(item);
   if (!crls) {
-    addError(report, key, crls.error().message + "; point 'crl' at PEM CRLs from the client CAs");
+    addError(report, key,
+             crls.error().message +
+                 "; point 'crl' at PEM or DER CRLs of the client CAs, or at a directory of them");
     return;
   }
-  for (auto& crl : *crls) {
-    X509_STORE_add_crl(store, crl.get());
-    const ASN1_TIME* next = X509_CRL_get0_nextUpdate(crl.get());
+  for (auto& loaded : *crls) {
+    X509_STORE_add_crl(store, loaded.crl.get());
+    const ASN1_TIME* next = X509_CRL_get0_nextUpdate(loaded.crl.get());
     if (next != nullptr && X509_cmp_current_time(next) < 0) {
-      report.warnings.push_back(SettingProblem{
-          key, "the CRL of '" + pem::issuerLine(crl.get()) + "' in '" + file +
-                   "' is past its nextUpdate (" + isoDate(next) +
-                   "): client certificates it covers are refused (CRL has expired) until it "
-                   "is replaced; fetch a current CRL from that CA"});
+      report.warnings.push_back(
+          SettingProblem{key, "the CRL of '" + pem::issuerLine(loaded.crl.get()) + "' in '" +
+                                  loaded.file + "' is past its nextUpdate (" + isoDate(next) +
+                                  "): " + staleConsequence(settings.crl_next_update) +
+                                  "; fetch a current CRL from that CA"});
     }
   }
   ERR_clear_error();
@@ -64,7 +78,7 @@ void installClientVerification(SSL_CTX* ctx, const config::TlsSettings& settings
     SSL_CTX_set_client_CA_list(ctx, names);
   }
   for (std::size_t i = 0; i < settings.crl_files.size(); ++i) {
-    installCrlFile(store, settings, i, report);
+    installCrlItem(store, settings, i, report);
   }
   if (!settings.crl_files.empty()) {
     unsigned long flags = X509_V_FLAG_CRL_CHECK;
@@ -77,7 +91,8 @@ void installClientVerification(SSL_CTX* ctx, const config::TlsSettings& settings
   if (settings.client_auth == config::ClientAuth::Required) {
     mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
   }
-  SSL_CTX_set_verify(ctx, mode, nullptr);
+  // With CRLs, crl_next_update decides whether a CRL past its nextUpdate refuses (strict).
+  SSL_CTX_set_verify(ctx, mode, settings.crl_files.empty() ? nullptr : &verifyWithCrlPolicy);
   SSL_CTX_set_verify_depth(ctx, settings.verify_depth);
 }
 

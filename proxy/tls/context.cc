@@ -71,8 +71,9 @@ std::vector<std::uint8_t> alpnWire(const std::vector<std::string>& protocols) {
 
 }  // namespace
 
-TlsContextPtr TlsContext::build(const config::TlsSettings& settings, BuildReport& report,
-                                const SessionResources& sessions) {
+std::shared_ptr<TlsContext> TlsContext::buildOne(const config::TlsSettings& settings,
+                                                 BuildReport& report,
+                                                 const SessionResources& sessions) {
   ERR_clear_error();
   SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
   if (!ctx) {
@@ -84,20 +85,33 @@ TlsContextPtr TlsContext::build(const config::TlsSettings& settings, BuildReport
   installProtocolPolicy(ctx.get(), settings, report);
   detail::installServerIdentity(ctx.get(), settings, report);
   detail::installClientVerification(ctx.get(), settings, report);
+  detail::installOcspStaple(ctx.get(), settings, report);
   detail::installSessionPolicy(ctx.get(), settings);
-  SessionResources resources = detail::resourcesFor(settings, sessions, report);
   ERR_clear_error();
   if (report.errors.size() != errors_before) {
     return nullptr;
   }
   auto wire = alpnWire(settings.alpn);
-  TlsContextPtr context(
-      new TlsContext(std::move(ctx), settings, std::move(wire), std::move(resources)));
+  std::shared_ptr<TlsContext> context(
+      new TlsContext(std::move(ctx), settings, std::move(wire), sessions));
   // The session callbacks find their context here; it outlives its SSL_CTX's every use.
-  SSL_CTX_set_app_data(context->raw(), const_cast<TlsContext*>(context.get()));
+  SSL_CTX_set_app_data(context->raw(), context.get());
   if (!context->alpn_wire_.empty()) {
-    SSL_CTX_set_alpn_select_cb(context->raw(), &TlsContext::selectAlpn,
-                               const_cast<TlsContext*>(context.get()));
+    SSL_CTX_set_alpn_select_cb(context->raw(), &TlsContext::selectAlpn, context.get());
+  }
+  return context;
+}
+
+TlsContextPtr TlsContext::build(const config::TlsSettings& settings, BuildReport& report,
+                                const SessionResources& sessions) {
+  const std::size_t errors_before = report.errors.size();
+  SessionResources resources = detail::resourcesFor(settings, sessions, report);
+  std::shared_ptr<TlsContext> context = buildOne(settings, report, resources);
+  if (context) {
+    context->buildSites(report);
+  }
+  if (report.errors.size() != errors_before) {
+    return nullptr;
   }
   return context;
 }
@@ -173,9 +187,16 @@ bool peerCertificateCurrent(SSL* ssl) {
 
 const config::TlsSettings* siteSettings(SSL* ssl) {
   SSL_CTX* ctx = ssl != nullptr ? SSL_get_SSL_CTX(ssl) : nullptr;
-  const auto* self = ctx != nullptr ? static_cast<const TlsContext*>(SSL_CTX_get_app_data(ctx))
-                                    : nullptr;
+  const auto* self =
+      ctx != nullptr ? static_cast<const TlsContext*>(SSL_CTX_get_app_data(ctx)) : nullptr;
   return self != nullptr ? &self->settings() : nullptr;
+}
+
+const config::IdentityPolicy* sitePolicy(SSL* ssl) {
+  SSL_CTX* ctx = ssl != nullptr ? SSL_get_SSL_CTX(ssl) : nullptr;
+  const auto* self =
+      ctx != nullptr ? static_cast<const TlsContext*>(SSL_CTX_get_app_data(ctx)) : nullptr;
+  return self != nullptr ? self->identityPolicy() : nullptr;
 }
 
 void forgetSession(SSL* ssl) {

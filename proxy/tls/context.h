@@ -7,7 +7,9 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/model.h"
@@ -86,6 +88,12 @@ class TlsContext {
   // What this context trusts (trustGenerationOf): a session verified under another
   // generation is re-verified (stateful) or refused (tickets) before it resumes.
   const TrustGeneration& trustGeneration() const { return generation_; }
+  // The context serving a client that asked for `host_name` (SNI): the site with that exact name,
+  // else the site whose wildcard matches its first label, else this one. Case-insensitive; a
+  // trailing dot is ignored.
+  const TlsContext& siteFor(std::string_view host_name) const;
+  // For a site's context: the identity policy that replaces the configuration's, if any.
+  const config::IdentityPolicy* identityPolicy() const { return policy_ ? &*policy_ : nullptr; }
 
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;
@@ -96,6 +104,17 @@ class TlsContext {
  private:
   TlsContext(SslCtxPtr ctx, config::TlsSettings settings, std::vector<std::uint8_t> alpn_wire,
              SessionResources sessions);
+  // One SSL_CTX from `settings` (its sites ignored), with `sessions` already resolved; null when
+  // `report` gained errors.
+  static std::shared_ptr<TlsContext> buildOne(const config::TlsSettings& settings,
+                                              BuildReport& report,
+                                              const SessionResources& sessions);
+  // Builds settings.sites into sites_ (keys of their problems prefixed "sni[<i>].") and, if
+  // there are any, installs the ClientHello callback that moves a connection to its site.
+  void buildSites(BuildReport& report);
+  // ClientHello callback (sites.cc): before resumption or certificate choice, moves `ssl` to the
+  // SSL_CTX of the site its SNI names, with that site's verification.
+  static int chooseSite(SSL* ssl, int* alert, void* arg);
   static int selectAlpn(SSL* ssl, const unsigned char** out, unsigned char* outlen,
                         const unsigned char* in, unsigned int inlen, void* arg);
 
@@ -104,6 +123,9 @@ class TlsContext {
   std::vector<std::uint8_t> alpn_wire_;  // server's ALPN list in wire format
   SessionResources sessions_;
   TrustGeneration generation_;
+  std::optional<config::IdentityPolicy> policy_;                 // a site's own identity policy
+  std::vector<std::shared_ptr<const TlsContext>> sites_;         // settings_.sites, in order
+  std::vector<std::pair<std::string, std::size_t>> site_names_;  // name -> index in sites_, sorted
 };
 
 // Human-readable TLS facts of an established connection, for the access log.
@@ -122,6 +144,9 @@ bool peerCertificateCurrent(SSL* ssl);
 // The settings of the site serving `ssl` (the listener's, or the SNI site the client named), or
 // null if `ssl` is not bound to a TlsContext.
 const config::TlsSettings* siteSettings(SSL* ssl);
+
+// The identity policy of the SNI site serving `ssl`, or null: the configuration's applies.
+const config::IdentityPolicy* sitePolicy(SSL* ssl);
 
 // Removes `ssl`'s session from its listener's session store, so it can never be resumed (a
 // stateless ticket already sent cannot be taken back: resuming it runs admission again). Safe

@@ -16,9 +16,15 @@
 namespace mqtls::tls {
 
 // Every file a listener's TLS context is built from, in a fixed order, without duplicates:
-// cert, key, client CA bundle (unless client_auth is none), CRLs. This is the set a reload
-// watches; anything a context reads from disk later (ticket keys, OCSP responses) is added here.
+// cert, key, client CA bundle and CRLs (unless client_auth is none; a CRL directory stands for
+// the files in it now), ticket keys, OCSP staple. This is the set a reload watches and digests;
+// it never holds a directory.
 std::vector<std::string> contextFiles(const config::TlsSettings& settings);
+
+// The directories whose entries a listener's context is built from (its and its sites' CRL
+// directories, where client_auth is not none): a reload also watches each for entries added,
+// replaced or removed.
+std::vector<std::string> contextDirectories(const config::TlsSettings& settings);
 
 // True when the key file and the first certificate of the cert file both parse and do NOT
 // belong together: the state between the two writes of a certificate rotation. False when they

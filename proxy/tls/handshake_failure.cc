@@ -7,6 +7,10 @@ namespace mqtls::tls {
 
 HandshakeFailure classifyHandshakeFailure(SSL* ssl, const std::vector<unsigned long>& errors) {
   long verify = SSL_get_verify_result(ssl);
+  if (verify == X509_V_ERR_CRL_HAS_EXPIRED) {
+    // crl_next_update strict: the CRL to check against is stale, not the certificate bad.
+    return {"crl_expired", "certificate verify failed: CRL has expired (past its nextUpdate)"};
+  }
   if (verify != X509_V_OK) {
     return {"verify_failed",
             std::string("certificate verify failed: ") + X509_verify_cert_error_string(verify)};

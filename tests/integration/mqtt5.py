@@ -118,6 +118,38 @@ class TestCa:
         self._ca("-gencrl", "-crlsec", str(seconds), "-crlexts", "crl_ext", "-out", str(out))
         return str(out)
 
+    def crl_der(self, name: str, last_update: datetime.datetime,
+                next_update: datetime.datetime) -> str:
+        """A DER CRL of the revocations so far, with the given lastUpdate and nextUpdate (either
+        may lie in the past); returns its path."""
+        pem, der = self.dir / f"{name}.crl.pem", self.dir / f"{name}.der"
+        self._ca("-gencrl", "-crl_lastupdate", asn1_time(last_update),
+                 "-crl_nextupdate", asn1_time(next_update), "-crlexts", "crl_ext",
+                 "-out", str(pem))
+        self._openssl("crl", "-in", str(pem), "-outform", "DER", "-out", str(der))
+        return str(der)
+
+    def ocsp_response(self, name: str, leaf: str, revoked: bool = False,
+                      minutes: int = 60) -> str:
+        """A DER OCSP response signed by the intermediate about the first certificate of leaf
+        (good, or revoked), valid for minutes; returns its path. Uses a database of its own."""
+        serial = subprocess.run(["openssl", "x509", "-in", leaf, "-noout", "-serial"],
+                                capture_output=True, text=True, check=True).stdout
+        subject = subprocess.run(["openssl", "x509", "-in", leaf, "-noout", "-subject",
+                                  "-nameopt", "compat"], capture_output=True, text=True,
+                                 check=True).stdout
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%y%m%d%H%M%SZ")
+        status, when = ("R", now) if revoked else ("V", "")
+        index = self.dir / f"{name}.index.txt"
+        index.write_text(f"{status}\t491231235959Z\t{when}\t{serial.strip().split('=')[1]}"
+                         f"\tunknown\t{subject.strip().removeprefix('subject=')}\n")
+        out = self.dir / f"{name}.der"
+        self._openssl("ocsp", "-index", str(index), "-CA", cert("intermediate-ca.pem"),
+                      "-rsigner", cert("intermediate-ca.pem"), "-rkey", cert("intermediate-ca.key"),
+                      "-issuer", cert("intermediate-ca.pem"), "-cert", leaf, "-no_nonce",
+                      "-nmin", str(minutes), "-respout", str(out))
+        return str(out)
+
 
 # ----------------------------------------------------------------------------------------------
 # TLS clients with any certificate, and session resumption
@@ -169,3 +201,65 @@ def parse_props_line(line: str) -> tuple[list[tuple[str, str]], str]:
         key, _, value = item.partition(":")
         props.append((key, value))
     return props, payload
+
+
+# ----------------------------------------------------------------------------------------------
+# OCSP: certificates naming a responder, revocation in the CA database, a real responder
+
+OCSP_CLIENT_EXTENSIONS = """\
+[ v3_ocsp_client ]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+authorityInfoAccess = OCSP;URI:{url}
+"""
+
+
+def client_with_ocsp_url(ca: TestCa, name: str, cn: str, not_after: datetime.datetime,
+                         url: str) -> tuple[str, str]:
+    """As TestCa.client, with an Authority Information Access extension naming the OCSP
+    responder url. Returns (chain path, key path)."""
+    key, csr, leaf = (ca.dir / f"{name}.{ext}" for ext in ("key", "csr", "leaf"))
+    extensions = ca.dir / f"{name}.ext"
+    extensions.write_text(OCSP_CLIENT_EXTENSIONS.format(url=url))
+    ca._openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                "-out", str(key))
+    ca._openssl("req", "-new", "-config", str(ca.config), "-key", str(key),
+                "-subj", f"/O=mqtls test/CN={cn}", "-out", str(csr))
+    start = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=1)
+    ca._ca("-rand_serial", "-extfile", str(extensions), "-extensions", "v3_ocsp_client",
+           "-in", str(csr), "-out", str(leaf),
+           "-startdate", asn1_time(start), "-enddate", asn1_time(not_after))
+    chain = ca.dir / f"{name}.pem"
+    chain.write_text(leaf.read_text() + Path(cert("intermediate-ca.pem")).read_text())
+    return str(chain), str(key)
+
+
+def revoke(ca: TestCa, name: str) -> None:
+    """Marks the certificate issued as name (TestCa.client or client_with_ocsp_url) revoked
+    in ca's database, which an OCSP responder reads."""
+    ca._ca("-revoke", str(ca.dir / f"{name}.leaf"), "-crl_reason", "keyCompromise")
+
+
+class OcspResponder(harness.Process):
+    """`openssl ocsp` answering for the certificates in ca's database on a free port, signed by
+    the intermediate CA (port: a given one instead). nrequest: answer that many requests,
+    then exit."""
+
+    def __init__(self, ca: TestCa, name: str = "ocsp", nrequest: int | None = None,
+                 port: int | None = None):
+        self.port = port or harness.free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        argv = ["openssl", "ocsp", "-index", str(ca.dir / "index.txt"), "-port", str(self.port),
+                "-rsigner", cert("intermediate-ca.pem"), "-rkey", cert("intermediate-ca.key"),
+                "-CA", cert("intermediate-ca.pem"), "-text", "-ignore_err"]
+        if nrequest is not None:
+            argv += ["-nrequest", str(nrequest)]
+        super().__init__(name, argv, ca.dir / f"{name}.log")
+        self.wait_for_log(r"ACCEPT ")
+
+    def requests(self) -> int:
+        """OCSP requests answered so far."""
+        return self.log().count("Received request")

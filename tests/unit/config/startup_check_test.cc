@@ -88,7 +88,9 @@ TEST_F(ConfigTest, AlgorithmListsOpenSslRejectsAreAtTheirKeys) {
 TEST_F(ConfigTest, UnreadableCrlIsAtItsListItem) {
   const LoadResult list = load(std::string(kMinimal) + "      crl:\n        - ${CERTS}/crl.pem\n" +
                                "        - " + dir_.string() + "\n");
-  expectOneError(list, "9:11", "listeners[0].tls.crl[1]", "'" + dir_.string() + "' is a directory");
+  // A directory stands for the files in it: here the configuration file, which is no CRL.
+  expectOneError(list, "9:11", "listeners[0].tls.crl[1]",
+                 "'" + (dir_ / "mqtls.yaml").string() + "' holds neither PEM CRLs nor a DER CRL");
   const LoadResult scalar = load(std::string(kMinimal) + "      crl: absent.crl\n");
   expectOneError(scalar, "7:12", "listeners[0].tls.crl",
                  "cannot read file '" + (dir_ / "absent.crl").string() + "'");
