@@ -71,6 +71,7 @@ mqtls::Result<std::unique_ptr<mqtls::ops::AdminServer>> startAdmin(
   mqtls::ops::AdminServer::Settings settings;
   settings.listen = admin.listen;
   settings.allow_mutations = admin.allow_mutations;
+  settings.probe_always = admin.broker_check_always;
   settings.upstream = config.upstream;
   auto server = mqtls::ops::AdminServer::start(settings, metrics, actions);
   if (!server) {

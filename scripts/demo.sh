@@ -40,6 +40,8 @@ if ! port_free "$broker_port"; then
   echo "port 1883 is taken (a system broker?); the demo broker uses $broker_port"
 fi
 proxy_port=${MQTLS_DEMO_PORT:-8883}
+admin_port=9100
+if ! port_free "$admin_port"; then admin_port=19100; fi
 
 say "Mosquitto on 127.0.0.1:$broker_port (plaintext, loopback only, ACL: devices/<username>/#)"
 cat >"$work/acl" <<ACL
@@ -61,10 +63,12 @@ CONF
 mosquitto -c "$work/mosquitto.conf" 2>"$work/mosquitto.log" &
 pids+=($!)
 
-say "mqtls on 127.0.0.1:$proxy_port -> 127.0.0.1:$broker_port (config/minimal.yaml)"
+say "mqtls on 127.0.0.1:$proxy_port -> 127.0.0.1:$broker_port (config/minimal.yaml, admin on :$admin_port)"
 export MQTLS_CERTS="$root/certs/out" MQTLS_UPSTREAM_PORT="$broker_port" MQTLS_PORT="$proxy_port"
-"$root/build/proxy/mqtls" --check --config config/minimal.yaml
-"$root/build/proxy/mqtls" --config config/minimal.yaml 2>"$work/mqtls.log" &
+# config/minimal.yaml plus the admin listener that serves /metrics.
+{ cat config/minimal.yaml; printf 'admin:\n  listen: 127.0.0.1:%s\n' "$admin_port"; } >"$work/mqtls.yaml"
+"$root/build/proxy/mqtls" --check --config "$work/mqtls.yaml"
+"$root/build/proxy/mqtls" --config "$work/mqtls.yaml" 2>"$work/mqtls.log" &
 pids+=($!)
 for _ in $(seq 100); do grep -q "mqtls ready" "$work/mqtls.log" && break; sleep 0.1; done
 
@@ -88,6 +92,14 @@ while :; do
   grep -o "New client connected .* as sensor-1 .*" "$work/mosquitto.log" | tail -n 1 | sed 's/^/     /'
   echo "   mqtls log:"
   grep "conn=" "$work/mqtls.log" | grep "client_id=sensor-1" | tail -n 1 | sed 's/^/     /'
+  if [ "$i" -eq 1 ]; then
+    echo "   metrics (GET http://127.0.0.1:$admin_port/metrics on mqtls's admin listener, what"
+    echo "   Prometheus scrapes; deploy/prometheus and deploy/grafana alert and chart on them):"
+    python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
+      "http://127.0.0.1:$admin_port/metrics" |
+      grep -E '^mqtls_(tls_handshakes_total|mqtt_connects_total|certificate_not_after_timestamp_seconds)[{ ]' |
+      awk '$NF != 0' | sed 's/^/     /'
+  fi
   if [ "$rounds" -gt 0 ] && [ "$i" -ge "$rounds" ]; then break; fi
   echo "   (Ctrl-C to stop)"
   sleep 3

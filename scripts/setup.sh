@@ -15,6 +15,7 @@ PACKAGES=(
   clang libclang-rt-14-dev
   python3 procps iproute2
   softhsm2 libengine-pkcs11-openssl opensc
+  prometheus
 )
 
 missing=()

@@ -4,9 +4,11 @@
 namespace mqtls::config {
 
 void readAdmin(Context& ctx, const Field& field, const Metrics& metrics, Admin& admin) {
-  Section section(ctx, field, {"listen", "allow_mutations", "tls"});
+  Section section(ctx, field, {"listen", "allow_mutations", "broker_check", "tls"});
   readEnum<bool>(ctx, section.field("allow_mutations"), {{"true", true}, {"false", false}},
                  admin.allow_mutations);
+  readEnum<bool>(ctx, section.field("broker_check"), {{"always", true}, {"on_demand", false}},
+                 admin.broker_check_always);
   const Field tls = section.field("tls");
   if (tls.present()) {
     ctx.diag.add(tls.mark, tls.path,

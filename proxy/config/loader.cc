@@ -102,6 +102,7 @@ LoadResult loadConfigText(const std::string& text, const std::string& source_nam
   result.positions = std::move(ctx.positions);
   if (config) {
     config->source_path = source_name;
+    config->positions = result.positions;
     result.read = *config;
   }
   for (auto& entry : ctx.diag.sortedEntries()) {

@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "config/positions.h"
+
 namespace mqtls::config {
 
 using Duration = std::chrono::milliseconds;
@@ -150,11 +152,16 @@ struct Metrics {
 struct Admin {
   std::string listen;           // "host:port" ("[v6]:port"); empty: off (metrics.listen if set)
   bool allow_mutations = true;  // false: POST, PUT and DELETE answer 403
+  // The background broker check behind /readyz and mqtls_upstream_ready: always (every 2 s), or
+  // on_demand (only while /readyz is being asked: no connections to the broker otherwise).
+  bool broker_check_always = true;
 };
 
 struct Config {
   std::string source_path;  // the file it was loaded from
-  int workers = 0;          // resolved: >= 1 ("auto" becomes the core count)
+  // Where the TLS settings were written, for problems found later (reloads) to name file:line:col.
+  SettingPositions positions;
+  int workers = 0;  // resolved: >= 1 ("auto" becomes the core count)
   std::vector<Listener> listeners;
   Upstream upstream;
   Limits limits;

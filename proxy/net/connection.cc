@@ -8,15 +8,19 @@
 namespace mqtls::net {
 
 Connection::Connection(ConnectionHost& host, std::uint64_t id, std::string listener_name,
-                       tls::TlsContextPtr tls, int fd, const sockaddr* peer)
+                       tls::TlsContextPtr tls, int fd, const sockaddr* peer,
+                       ops::ListenerMetrics* listener_metrics)
     : host_(host),
       id_(id),
       listener_name_(std::move(listener_name)),
+      listener_metrics_(listener_metrics != nullptr ? *listener_metrics
+                                                    : host.metrics().listener(listener_name_)),
       tls_(std::move(tls)),
       accepted_at_(std::chrono::steady_clock::now()) {
   client_ = std::make_unique<ClientTlsStream>(*this, host_.base(), *tls_, fd, peer);
   record_.id = id;
   record_.listener = listener_name_;
+  record_.generation = tls_->reloadGeneration();
   record_.peer = client_->peerAddress();
   deadline_.reset(evtimer_new(
       host_.base(),
@@ -25,10 +29,12 @@ Connection::Connection(ConnectionHost& host, std::uint64_t id, std::string liste
       },
       this));
   host_.metrics().activeConnections(1);
+  listener_metrics_.opened();
 }
 
 Connection::~Connection() {
   host_.metrics().activeConnections(-1);
+  listener_metrics_.closed();
 }
 
 void Connection::start() {
@@ -125,7 +131,11 @@ void Connection::dispatch(Event event) {
   if (event == Event::Shutdown && state_ != State::Closed) {
     close("shutdown");
   }
-  handle(event);
+  if (event == Event::AdminClose) {
+    closeByAdmin();
+  } else {
+    handle(event);
+  }
   if (--dispatch_depth_ == 0 && state_ == State::Closed) {
     host_.release(this);  // destroys this; nothing may follow
   }
@@ -167,18 +177,38 @@ void Connection::whileHandshaking(Event event) {
   if (event == Event::ClientConnected) {
     onHandshakeDone();
   } else if (event == Event::ClientClosed) {
-    auto failure = client_->handshakeFailure();
-    host_.metrics().handshakeFailed(failure.reason);
-    record_.close_reason = "handshake_failed";
-    record_.detail = client_->closeDetail();
-    // The alert is on its way: shut our side and let the client read it before we close.
-    transition(State::Lingering);
-    armDeadline(kLingerTimeout);
-    client_->finish();
+    onHandshakeFailed();
   } else if (event == Event::DeadlineExpired) {
     host_.metrics().handshakeFailed("timeout");
+    listener_metrics_.handshake(ops::HandshakeResult::Timeout);
+    host_.metrics().limitedLog().warn(
+        "handshake_timeout", "connection {}: TLS handshake from {} not done within {} ms", id_,
+        record_.peer, host_.config().limits.handshake_timeout.count());
     close("handshake_timeout");
   }
+}
+
+void Connection::onHandshakeFailed() {
+  auto failure = client_->handshakeFailure();
+  host_.metrics().handshakeFailed(failure.reason);
+  listener_metrics_.handshake(ops::handshakeResultOf(failure.reason));
+  if (const char* name = SSL_get_servername(client_->ssl(), TLSEXT_NAMETYPE_host_name)) {
+    record_.sni = name;
+  }
+  if (failure.reason == "eof") {
+    // Port probes and health checks close before a handshake: not worth a warning.
+    spdlog::debug("connection {}: client {} closed during the TLS handshake", id_, record_.peer);
+  } else {
+    host_.metrics().limitedLog().warn("handshake_failed",
+                                      "connection {}: TLS handshake from {} failed: {}: {}", id_,
+                                      record_.peer, failure.reason, failure.detail);
+  }
+  record_.close_reason = "handshake_failed";
+  record_.detail = client_->closeDetail();
+  // The alert is on its way: shut our side and let the client read it before we close.
+  transition(State::Lingering);
+  armDeadline(kLingerTimeout);
+  client_->finish();
 }
 
 void Connection::whileAwaitingConnect(Event event) {
@@ -224,6 +254,8 @@ void Connection::whileDialing(Event event) {
     std::string detail =
         event == Event::DeadlineExpired ? "broker connect timed out" : upstream_->closeDetail();
     host_.metrics().upstreamFailed(event == Event::DeadlineExpired ? "timeout" : "error");
+    host_.metrics().limitedLog().warn("upstream_failed", "connection {}: broker unavailable: {}",
+                                      id_, detail);
     upstream_.reset();
     refuse(mqtt::Refusal::ServerUnavailable, level_, "broker_unavailable", detail);
   } else if (event == Event::ClientClosed && client_->closeKind() == CloseKind::Clean) {

@@ -9,6 +9,8 @@
 //   Refusing --> Lingering --peer closed or kLingerTimeout--> Closed
 //   Handshaking --handshake failed--> Lingering (the alert is read, not reset) --> Closed
 // Any state --Shutdown (drain deadline)--> Closed.
+// Streaming --AdminClose--> Flushing (MQTT 5: DISCONNECT 0x98 first; then a clean TLS close);
+// any other state --AdminClose--> Closed.
 //
 // Every stream callback, timer and late admission answer becomes an Event passed to dispatch(),
 // the one place that decides; transition() is the one place that changes state, and checks in
@@ -79,11 +81,15 @@ class Connection final : public StreamObserver {
     UpstreamClosed,  // EOF or error on the broker side (including a failed dial)
     Admitted,        // the admission decider answered later (verdict_ holds the answer)
     DeadlineExpired,
-    Shutdown,  // the drain deadline passed: close now
+    Shutdown,    // the drain deadline passed: close now
+    AdminClose,  // an administrator closes the connection (DELETE /connections)
   };
 
+  // `listener_metrics` are the counters of `listener_name` (looked up in the host's metrics
+  // when null).
   Connection(ConnectionHost& host, std::uint64_t id, std::string listener_name,
-             tls::TlsContextPtr tls, int fd, const sockaddr* peer);
+             tls::TlsContextPtr tls, int fd, const sockaddr* peer,
+             ops::ListenerMetrics* listener_metrics = nullptr);
   ~Connection() override;
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -134,12 +140,16 @@ class Connection final : public StreamObserver {
   void onUpstreamConnected();
   void refuse(mqtt::Refusal refusal, std::optional<mqtt::ProtocolLevel> level,
               const std::string& close_reason, const std::string& detail);
+  void onHandshakeFailed();
 
   // Streaming and closing (connection_stream.cc).
   void forwardFromClient();
   void forwardFromBroker();
   bool forwardFramed(std::size_t limit);
   void endForPacket(std::uint8_t reason_code, const std::string& detail);
+  // AdminClose: while streaming, tells an MQTT 5 client (DISCONNECT 0x98) and closes both sides
+  // cleanly; in any other state closes now. Close reason "admin".
+  void closeByAdmin();
   bool rewriteBrokerConnack();
   void moveToBroker(std::size_t bytes);
   void applyBackPressure(Stream& from, Stream& to);
@@ -157,12 +167,14 @@ class Connection final : public StreamObserver {
   ConnectionHost& host_;
   const std::uint64_t id_;
   const std::string listener_name_;
+  ops::ListenerMetrics& listener_metrics_;
   tls::TlsContextPtr tls_;  // the snapshot this connection started with
   State state_ = State::Handshaking;
   std::unique_ptr<ClientTlsStream> client_;
   std::unique_ptr<UpstreamStream> upstream_;
   EventPtr deadline_;
   std::chrono::steady_clock::time_point accepted_at_;
+  std::chrono::steady_clock::time_point dial_started_;
   std::optional<tls::PeerIdentity> peer_;
   std::string peer_error_;  // why a presented certificate gave no usable identity
   std::optional<mqtt::ProtocolLevel> level_;

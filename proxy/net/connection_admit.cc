@@ -25,6 +25,77 @@ std::span<const std::uint8_t> contiguous(evbuffer* buffer, std::size_t size) {
   return {data, data == nullptr ? 0 : size};
 }
 
+// The version label of mqtls_mqtt_connects_total.
+std::string_view versionLabel(std::optional<mqtt::ProtocolLevel> level) {
+  if (!level) {
+    return "unknown";
+  }
+  switch (*level) {
+    case mqtt::ProtocolLevel::V31:
+      return "3.1";
+    case mqtt::ProtocolLevel::V311:
+      return "3.1.1";
+    case mqtt::ProtocolLevel::V5:
+      return "5.0";
+  }
+  return "unknown";
+}
+
+// The result label of a refused CONNECT: the MQTT 5 name of its reason (whatever version the
+// client spoke), so one label value means one cause across versions.
+std::string_view refusalLabel(mqtt::Refusal refusal) {
+  switch (refusal) {
+    case mqtt::Refusal::Malformed:
+      return "malformed";
+    case mqtt::Refusal::ProtocolError:
+      return "protocol_error";
+    case mqtt::Refusal::UnsupportedVersion:
+      return "unsupported_protocol_version";
+    case mqtt::Refusal::IdentifierRejected:
+      return "client_identifier_not_valid";
+    case mqtt::Refusal::ServerUnavailable:
+      return "server_unavailable";
+    case mqtt::Refusal::BadCredentials:
+      return "bad_username_or_password";
+    case mqtt::Refusal::NotAuthorized:
+      return "not_authorized";
+    case mqtt::Refusal::BadAuthMethod:
+      return "bad_authentication_method";
+    case mqtt::Refusal::PacketTooLarge:
+      return "packet_too_large";
+  }
+  return "other";
+}
+
+// Which identity-policy rule refused a verdict (identity/policy.cc's refusals, told apart by
+// their reasons), or empty when the identity policy did not refuse it (e.g. OCSP).
+std::string_view identityRule(const Verdict& verdict) {
+  if (verdict.close_reason == "bad_certificate_identity") {
+    return "no_identity";
+  }
+  if (verdict.close_reason.rfind("refused_", 0) != 0) {
+    return {};
+  }
+  const std::string& why = verdict.reason;
+  auto has = [&why](std::string_view text) { return why.find(text) != std::string::npos; };
+  if (has("no client certificate")) {
+    return "anonymous";
+  }
+  if (has("none of the identity.username_from")) {
+    return "no_identity";
+  }
+  if (has("does not match the certificate identity")) {
+    return why.rfind("user name", 0) == 0 ? "username_mismatch" : "client_id_mismatch";
+  }
+  if (has("client_id_separator")) {
+    return "client_id_separator";
+  }
+  if (has("exceed") || has("would be")) {
+    return "too_long";
+  }
+  return "other";
+}
+
 }  // namespace
 
 void Connection::onHandshakeDone() {
@@ -32,16 +103,27 @@ void Connection::onHandshakeDone() {
   record_.tls_version = facts.version;
   record_.cipher = facts.cipher;
   record_.resumed = facts.resumed;
+  if (const char* name = SSL_get_servername(client_->ssl(), TLSEXT_NAMETYPE_host_name)) {
+    record_.sni = name;
+  }
   if (facts.resumed && !client_->certificateCurrent()) {
     // A session outliving its certificate: never resumed again, and refused now.
     client_->forgetSession();
     host_.metrics().handshakeFailed("expired");
+    listener_metrics_.handshake(ops::HandshakeResult::Expired);
+    host_.metrics().limitedLog().warn(
+        "handshake_failed", "connection {}: TLS handshake from {} failed: expired: {}", id_,
+        record_.peer, "resumed session of a certificate that is no longer valid");
     close("handshake_failed", "resumed session of a certificate that is no longer valid");
     return;
   }
-  host_.metrics().handshakeSucceeded(facts.version, facts.resumed);
+  listener_metrics_.handshake(facts.resumed ? ops::HandshakeResult::Resumed
+                                            : ops::HandshakeResult::Ok);
+  listener_metrics_.handshakeDuration(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - accepted_at_).count());
+  host_.metrics().tlsNegotiated(facts.version, facts.cipher);
   if (tls::acceptedWithStaleCrl(client_->ssl())) {
-    host_.metrics().staleCrlAccepted(listener_name_);
+    listener_metrics_.staleCrlAccepted();
     spdlog::debug(
         "connection {}: client certificate accepted with a CRL past its nextUpdate "
         "(crl_next_update lenient)",
@@ -153,6 +235,9 @@ void Connection::onVerdict() {
   verdict_.reset();
   record_.identity = verdict.identity;
   if (!verdict.accepted) {
+    if (auto rule = identityRule(verdict); !rule.empty()) {
+      host_.metrics().identityRefused(rule);
+    }
     refuse(verdict.refusal, level_, verdict.close_reason, verdict.reason);
     return;
   }
@@ -176,6 +261,7 @@ void Connection::onVerdict() {
 void Connection::dial() {
   upstream_ = std::make_unique<UpstreamStream>(*this, host_.base(), host_.dns());
   transition(State::Dialing);
+  dial_started_ = std::chrono::steady_clock::now();
   armDeadline(host_.config().upstream.connect_timeout);
   upstream_->dial(host_.config().upstream);
 }
@@ -183,6 +269,9 @@ void Connection::dial() {
 void Connection::onUpstreamConnected() {
   evbuffer_add(upstream_->output(), pending_connect_.data(), pending_connect_.size());
   host_.metrics().connectForwarded();
+  host_.metrics().mqttConnect(versionLabel(level_), "accepted");
+  host_.metrics().upstreamConnected(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - dial_started_).count());
   pending_connect_.clear();
   pending_connect_.shrink_to_fit();
   event_del(deadline_.get());
@@ -200,6 +289,13 @@ void Connection::onUpstreamConnected() {
 void Connection::refuse(mqtt::Refusal refusal, std::optional<mqtt::ProtocolLevel> level,
                         const std::string& close_reason, const std::string& detail) {
   host_.metrics().connectRefused(close_reason);
+  if (close_reason != "first_packet_not_connect") {  // a CONNECT, even if malformed
+    host_.metrics().mqttConnect(versionLabel(level), refusalLabel(refusal));
+  }
+  if (close_reason != "broker_unavailable") {  // logged once, as the broker's failure
+    host_.metrics().limitedLog().warn("connect_refused", "connection {}: CONNECT refused ({}): {}",
+                                      id_, close_reason, detail);
+  }
   record_.close_reason = close_reason;
   record_.detail = detail;
   client_->forgetSession();

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <span>
 
+#include <spdlog/spdlog.h>
+
 #include "mqtt/replies.h"
 #include "net/connection.h"
 
@@ -59,6 +61,13 @@ bool Connection::forwardFramed(std::size_t limit) {
   evbuffer* input = client_->input();
   evbuffer* output = upstream_->output();
   const std::size_t held_limit = host_.config().limits.max_rewritten_packet;
+  std::size_t packets = 0;  // counted once per call, not per packet
+  // Counts what moved before a return; the close paths return false.
+  auto refused = [&](std::uint8_t reason_code, const std::string& detail) {
+    host_.metrics().packetsForwarded(ops::Direction::ClientToBroker, packets);
+    endForPacket(reason_code, detail);
+    return false;
+  };
   while (evbuffer_get_length(output) < limit) {
     if (passthrough_left_ > 0) {
       const std::size_t n = std::min(passthrough_left_, evbuffer_get_length(input));
@@ -72,8 +81,7 @@ bool Connection::forwardFramed(std::size_t limit) {
     }
     auto frame = peekBuffered(input, mqtt::kMaxRemainingLength + 5);
     if (frame.status == mqtt::FrameStatus::Error) {
-      endForPacket(0x81, "malformed packet: " + std::string(mqtt::frameErrorName(frame.error)));
-      return false;
+      return refused(0x81, "malformed packet: " + std::string(mqtt::frameErrorName(frame.error)));
     }
     if (frame.header_size == 0) {
       break;  // not even a fixed header yet
@@ -81,12 +89,12 @@ bool Connection::forwardFramed(std::size_t limit) {
     const std::size_t size = frame.totalSize();
     if (!step_->wants(frame.type)) {
       passthrough_left_ = size;
+      ++packets;
       continue;
     }
     if (size > held_limit) {
-      endForPacket(0x95, "packet of " + std::to_string(size) + " bytes exceeds " +
-                             std::to_string(held_limit) + " (limits.max_rewritten_packet)");
-      return false;
+      return refused(0x95, "packet of " + std::to_string(size) + " bytes exceeds " +
+                               std::to_string(held_limit) + " (limits.max_rewritten_packet)");
     }
     if (frame.status == mqtt::FrameStatus::NeedMore) {
       break;
@@ -104,11 +112,12 @@ bool Connection::forwardFramed(std::size_t limit) {
         evbuffer_drain(input, size);
         break;
       case StepAction::Close:
-        endForPacket(step.reason_code, step.detail);
-        return false;
+        return refused(step.reason_code, step.detail);
     }
+    ++packets;
     moveToBroker(size);
   }
+  host_.metrics().packetsForwarded(ops::Direction::ClientToBroker, packets);
   applyBackPressure(*client_, *upstream_);
   return true;
 }
@@ -120,9 +129,30 @@ void Connection::endForPacket(std::uint8_t reason_code, const std::string& detai
     auto disconnect = mqtt::encodeDisconnect(reason_code);
     evbuffer_add(client_->output(), disconnect.data(), disconnect.size());
   }
+  host_.metrics().limitedLog().warn("packet_refused",
+                                    "connection {}: packet refused (reason 0x{:02x}): {}", id_,
+                                    reason_code, detail);
   record_.close_reason = "packet_refused";
   record_.detail = detail;
   client_->forgetSession();
+  upstream_->finish();
+  finishSurvivor(*client_, State::Flushing);
+}
+
+void Connection::closeByAdmin() {
+  if (state_ == State::Closed) {
+    return;
+  }
+  if (state_ != State::Streaming) {
+    close("admin", "closed by an administrator");
+    return;
+  }
+  if (level_ == mqtt::ProtocolLevel::V5) {
+    auto disconnect = mqtt::encodeDisconnect(0x98);  // Administrative action
+    evbuffer_add(client_->output(), disconnect.data(), disconnect.size());
+  }
+  record_.close_reason = "admin";
+  record_.detail = "closed by an administrator";
   upstream_->finish();
   finishSurvivor(*client_, State::Flushing);
 }
@@ -167,6 +197,7 @@ bool Connection::rewriteBrokerConnack() {
     }
     record_.bytes_from_broker += frame.totalSize();
     host_.metrics().bytesForwarded(ops::Direction::BrokerToClient, frame.totalSize());
+    host_.metrics().packetsForwarded(ops::Direction::BrokerToClient, 1);
     std::vector<std::uint8_t> rewritten;
     if (connack) {
       rewritten = mqtt::addAssignedClientId(contiguous(input, frame.totalSize()),

@@ -11,6 +11,7 @@
 #include <iterator>
 
 #include "config/loader.h"
+#include "tls/material_facts.h"
 
 namespace mqtls::net {
 
@@ -43,6 +44,21 @@ std::string joined(const std::vector<std::string>& items) {
 }
 
 }  // namespace
+
+void publishExpiries(ops::Metrics& metrics, const std::string& listener,
+                     const config::TlsSettings& settings) {
+  std::vector<ops::CertificateExpiry> certificates;
+  std::vector<ops::CrlExpiry> crls;
+  for (const auto& scope : tls::materialFacts(listener, settings)) {
+    for (const auto& c : scope.certificates) {
+      certificates.push_back({scope.scope, c.role, c.subject, c.not_after});
+    }
+    for (const auto& c : scope.crls) {
+      crls.push_back({scope.scope, c.issuer, c.next_update});
+    }
+  }
+  metrics.setExpiries(listener, certificates, crls);
+}
 
 std::vector<std::string> restartOnlyChanges(const config::Config& running,
                                             const config::Config& next) {
@@ -129,10 +145,10 @@ bool Debouncer::fire(Clock::time_point now) {
 
 Reloader::Reloader(const config::Config& running, std::vector<tls::ContextStore*> stores,
                    ops::Metrics& metrics, Options options)
-    : running_(running), metrics_(metrics), options_(options) {
+    : running_(running), metrics_(metrics), options_(options), positions_(running.positions) {
   for (std::size_t i = 0; i < stores.size() && i < running.listeners.size(); ++i) {
     const auto& listener = running.listeners[i];
-    states_.push_back({listener.name, stores[i], listener.tls, filesDigest(listener.tls)});
+    states_.push_back({i, listener.name, stores[i], listener.tls, filesDigest(listener.tls)});
   }
 }
 
@@ -164,13 +180,26 @@ ListenerReload Reloader::rebuildListener(ListenerState& state, bool force, bool 
   tls::BuildReport report;
   const bool built = state.store->rebuild(state.settings, report);
   for (const auto& problem : report.errors) {
-    out.errors.push_back("tls." + problem.key + ": " + problem.message);
+    out.errors.push_back(placed(state, problem));
   }
   for (const auto& problem : report.warnings) {
-    out.warnings.push_back("tls." + problem.key + ": " + problem.message);
+    out.warnings.push_back(placed(state, problem));
   }
   out.outcome = built ? ListenerReload::Outcome::Reloaded : ListenerReload::Outcome::Failed;
+  if (built) {
+    publishExpiries(metrics_, state.name, state.settings);
+  }
   return out;
+}
+
+std::string Reloader::placed(const ListenerState& state, const tls::SettingProblem& problem) const {
+  const std::string path = "listeners[" + std::to_string(state.index) + "].tls." + problem.key;
+  auto at = positions_.find(path);
+  if (at == positions_.end() || at->second.line == 0) {
+    return "tls." + problem.key + ": " + problem.message;
+  }
+  return running_.source_path + ":" + std::to_string(at->second.line) + ":" +
+         std::to_string(at->second.column) + ": " + at->second.path + ": " + problem.message;
 }
 
 // Logs the result and counts it: a reload that built or failed to build anything counts once,
@@ -251,6 +280,7 @@ ReloadResult Reloader::reload(std::string_view trigger) {
                               " but takes effect only after a restart; the running value "
                               "stays in force");
   }
+  positions_ = next.positions;
   for (std::size_t i = 0; i < states_.size(); ++i) {
     const bool same = i < next.listeners.size() &&
                       next.listeners[i].name == running_.listeners[i].name &&

@@ -37,6 +37,11 @@ namespace mqtls::net {
 std::vector<std::string> restartOnlyChanges(const config::Config& running,
                                             const config::Config& next);
 
+// Sets the certificate and CRL expiry gauges of `listener` from the material `settings` load
+// (its SNI sites included), removing those of material it no longer loads.
+void publishExpiries(ops::Metrics& metrics, const std::string& listener,
+                     const config::TlsSettings& settings);
+
 // What one reload did to one listener.
 struct ListenerReload {
   enum class Outcome {
@@ -117,7 +122,12 @@ class Reloader {
  private:
   // One listener as the reloader sees it: the settings it is built from now (the last loaded
   // configuration's), and a digest of its files at the last build attempt.
+  struct ListenerState;
+  // "file:line:col: key: message" when the problem's setting has a known position, else
+  // "tls.<key>: message". Called with mutex_ held.
+  std::string placed(const ListenerState& state, const tls::SettingProblem& problem) const;
   struct ListenerState {
+    std::size_t index;  // in the configuration's listeners
     std::string name;
     tls::ContextStore* store;
     config::TlsSettings settings;
@@ -153,6 +163,8 @@ class Reloader {
   const config::Config& running_;
   ops::Metrics& metrics_;
   const Options options_;
+  // Where the settings were written (the file last loaded): reload problems name file:line:col.
+  config::SettingPositions positions_;
   mutable std::mutex mutex_;  // serializes reloads; guards states_, completed_, watch_dirty_
   std::vector<ListenerState> states_;
   std::uint64_t completed_ = 0;

@@ -50,9 +50,12 @@ Result<std::unique_ptr<Server>> Server::create(const config::Config& config,
   std::vector<tls::ContextStore*> stores;
   for (std::size_t i = 0; i < config.listeners.size(); ++i) {
     server->stores_.push_back(std::make_unique<tls::ContextStore>(std::move(contexts[i])));
-    server->listeners_.push_back({&config.listeners[i], server->stores_.back().get()});
+    server->listeners_.push_back({&config.listeners[i], server->stores_.back().get(),
+                                  &metrics.listener(config.listeners[i].name)});
     stores.push_back(server->stores_.back().get());
+    publishExpiries(metrics, config.listeners[i].name, config.listeners[i].tls);
   }
+  metrics.maxConnections(config.limits.max_connections);
   server->reloader_ = std::make_unique<Reloader>(config, std::move(stores), metrics);
   metrics.tlsLoadedAt(
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());

@@ -228,7 +228,7 @@ std::vector<Connection*> Worker::openConnections() const {
 
 void Worker::closeConnection(Connection* connection) {
   if (connections_.count(connection) > 0) {
-    connection->dispatch(Connection::Event::Shutdown);  // releases itself
+    connection->dispatch(Connection::Event::AdminClose);  // releases itself once closed
   }
 }
 
@@ -257,12 +257,16 @@ void Worker::onAccept(const ListenerRuntime& listener, evutil_socket_t fd, socka
     evutil_closesocket(fd);
     return;
   }
-  metrics_.connectionAccepted(listener.settings->name);
+  if (listener.metrics != nullptr) {
+    listener.metrics->accepted();
+  } else {
+    metrics_.connectionAccepted(listener.settings->name);
+  }
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   auto id = ids_.fetch_add(1, std::memory_order_relaxed) + 1;
-  auto connection = std::make_unique<Connection>(*this, id, listener.settings->name,
-                                                 listener.contexts->current(), fd, addr);
+  auto connection = std::make_unique<Connection>(
+      *this, id, listener.settings->name, listener.contexts->current(), fd, addr, listener.metrics);
   Connection* raw = connection.get();
   connections_.emplace(raw, std::move(connection));
   raw->start();

@@ -48,6 +48,7 @@ class ConnectionGate {
 struct ListenerRuntime {
   const config::Listener* settings;
   tls::ContextStore* contexts;
+  ops::ListenerMetrics* metrics = nullptr;  // its counters (made once at start); null: looked up
 };
 
 class Worker final : public ConnectionHost {
@@ -77,8 +78,8 @@ class Worker final : public ConnectionHost {
   // Thread-safe: true from run() until its loop has ended.
   bool running() const { return running_.load(std::memory_order_relaxed); }
   int index() const { return index_; }
-  // Loop thread only: the open connections; closeConnection closes one now, as the drain
-  // deadline does.
+  // Loop thread only: the open connections; closeConnection closes one for an administrator
+  // (Connection::Event::AdminClose).
   std::vector<Connection*> openConnections() const;
   void closeConnection(Connection* connection);
 

@@ -137,6 +137,9 @@ Status AdminServer::Impl::bind() {
       this));
   const timeval tick = toTimeval(settings_.probe_interval);
   evtimer_add(probe_tick_.get(), &tick);
+  if (settings_.probe_always) {
+    probe_->start();  // the readiness gauge is right from the start
+  }
   return Status::success();
 }
 
@@ -261,7 +264,7 @@ HttpReply AdminServer::Impl::readinessNow() const {
 }
 
 void AdminServer::Impl::onProbeTick() {
-  if (Clock::now() < watched_until_) {
+  if (settings_.probe_always || Clock::now() < watched_until_) {
     probe_->start();
   }
 }

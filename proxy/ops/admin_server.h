@@ -15,9 +15,10 @@
 // With allow_mutations false, POST, PUT and DELETE answer 403. Unknown paths answer 404, a known
 // path with another method 405.
 //
-// The broker is checked by a TCP connect from this loop every `probe_interval`, for as long as
-// someone asked /readyz within `readiness_watch` (a readiness probe keeps it going; a proxy that
-// nobody asks about does not dial its broker). A /readyz without a recent check waits for one.
+// The broker is checked by a TCP connect from this loop every `probe_interval`, from the start
+// (probe_always), or only for as long as someone asked /readyz within `readiness_watch` (then a
+// proxy that nobody asks about does not dial its broker). A /readyz without a recent check
+// waits for one.
 // The result is exported as the gauge mqtls_upstream_ready.
 // Reload and the connection requests run on a helper thread, so a slow answer never holds up
 // /healthz or /metrics.
@@ -43,6 +44,7 @@ class AdminServer {
     config::Upstream upstream;
     std::chrono::milliseconds probe_interval{2000};
     std::chrono::milliseconds readiness_watch{60'000};
+    bool probe_always = true;  // false: check only while /readyz is being asked
     std::chrono::milliseconds heartbeat_stale{3000};
     std::chrono::milliseconds worker_answer_timeout{2000};
   };

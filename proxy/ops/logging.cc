@@ -187,12 +187,14 @@ void logAccess(spdlog::logger& logger, const AccessRecord& r, bool json) {
   field("event", "connection_closed");
   number("conn", std::to_string(r.id));
   field("listener", r.listener);
+  number("generation", std::to_string(r.generation));
   field("peer", r.peer);
   field("identity", r.identity);
   field("client_id", r.client_id);
   number("mqtt", std::to_string(r.mqtt_level));
   field("tls", r.tls_version);
   field("cipher", r.cipher);
+  field("sni", r.sni);
   number("resumed", r.resumed ? "true" : "false");
   char duration[32];
   std::snprintf(duration, sizeof duration, "%.1f",

@@ -21,12 +21,14 @@ void setupLogging(const config::Logging& logging);
 struct AccessRecord {
   std::uint64_t id = 0;
   std::string listener;
-  std::string peer;         // "ip:port"
-  std::string identity;     // certificate identity used, empty if none
-  std::string client_id;    // as forwarded to the broker
-  int mqtt_level = 0;       // 3, 4, 5; 0 if no CONNECT was decoded
-  std::string tls_version;  // empty if the handshake did not finish
+  std::uint64_t generation = 0;  // reload generation of the listener's TLS context (0: start)
+  std::string peer;              // "ip:port"
+  std::string identity;          // certificate identity used, empty if none
+  std::string client_id;         // as forwarded to the broker
+  int mqtt_level = 0;            // 3, 4, 5; 0 if no CONNECT was decoded
+  std::string tls_version;       // empty if the handshake did not finish
   std::string cipher;
+  std::string sni;  // the server name the client asked for (SNI), empty if none
   bool resumed = false;
   double duration_ms = 0;
   std::uint64_t bytes_from_client = 0;

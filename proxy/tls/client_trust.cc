@@ -1,8 +1,12 @@
 #include "tls/build_steps.h"
 
 #include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include <memory>
 
 #include "tls/crl.h"
+#include "util/openssl_ptr.h"
 #include "util/pem.h"
 
 namespace mqtls::tls::detail {
@@ -16,6 +20,26 @@ std::string staleConsequence(config::CrlNextUpdate policy) {
            "them";
   }
   return "client certificates it covers are refused (CRL has expired) until it is replaced";
+}
+
+// OpenSSL computes a certificate's extension cache and sorts a CRL's revoked list on first use,
+// then lets later users read them without its lock. Doing both here, on the thread that builds
+// the context and before it is published, leaves the workers only reading what they share.
+// Leaves the error queue as it was: a bad extension is reported when a handshake meets it.
+void precomputeCaches(X509* certificate) {
+  ERR_set_mark();
+  X509_check_purpose(certificate, -1, 0);
+  ERR_pop_to_mark();
+}
+
+void precomputeCaches(X509_CRL* crl) {
+  ERR_set_mark();
+  X509_REVOKED* revoked = nullptr;
+  std::unique_ptr<ASN1_INTEGER, OpenSslDeleter<ASN1_INTEGER_free>> serial(ASN1_INTEGER_new());
+  if (serial) {
+    X509_CRL_get0_by_serial(crl, &revoked, serial.get());  // sorts; the answer does not matter
+  }
+  ERR_pop_to_mark();
 }
 
 // Adds the CRLs of settings.crl_files[index] (a file or a directory) to `store`; warns about
@@ -32,6 +56,7 @@ void installCrlItem(X509_STORE* store, const config::TlsSettings& settings, std:
     return;
   }
   for (auto& loaded : *crls) {
+    precomputeCaches(loaded.crl.get());
     X509_STORE_add_crl(store, loaded.crl.get());
     const ASN1_TIME* next = X509_CRL_get0_nextUpdate(loaded.crl.get());
     if (next != nullptr && X509_cmp_current_time(next) < 0) {
@@ -72,6 +97,7 @@ void installClientVerification(SSL_CTX* ctx, const config::TlsSettings& settings
   } else {
     STACK_OF(X509_NAME)* names = sk_X509_NAME_new_null();
     for (auto& ca : *cas) {
+      precomputeCaches(ca.get());
       X509_STORE_add_cert(store, ca.get());
       sk_X509_NAME_push(names, X509_NAME_dup(X509_get_subject_name(ca.get())));
     }

@@ -6,6 +6,7 @@
 // of that listener.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -94,6 +95,14 @@ class TlsContext {
   const TlsContext& siteFor(std::string_view host_name) const;
   // For a site's context: the identity policy that replaces the configuration's, if any.
   const config::IdentityPolicy* identityPolicy() const { return policy_ ? &*policy_ : nullptr; }
+  // How many times its listener's context had been replaced when this one was published (0: the
+  // context the process started with). Set once by ContextStore before publishing; for logs.
+  std::uint64_t reloadGeneration() const {
+    return reload_generation_.load(std::memory_order_relaxed);
+  }
+  void setReloadGeneration(std::uint64_t generation) const {
+    reload_generation_.store(generation, std::memory_order_relaxed);
+  }
 
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;
@@ -126,6 +135,7 @@ class TlsContext {
   std::optional<config::IdentityPolicy> policy_;                 // a site's own identity policy
   std::vector<std::shared_ptr<const TlsContext>> sites_;         // settings_.sites, in order
   std::vector<std::pair<std::string, std::size_t>> site_names_;  // name -> index in sites_, sorted
+  mutable std::atomic<std::uint64_t> reload_generation_{0};      // see reloadGeneration()
 };
 
 // Human-readable TLS facts of an established connection, for the access log.
@@ -159,8 +169,9 @@ namespace mqtls::tls {
 
 // Why a handshake failed: a short metric label and a human detail for the log.
 struct HandshakeFailure {
-  std::string reason;  // verify_failed, no_certificate, protocol_version, no_shared_cipher,
-                       // not_tls, eof, error
+  // no_certificate, unknown_ca, expired, not_yet_valid, revoked, bad_certificate (any other
+  // verification failure), crl_expired, protocol_version, no_shared_cipher, not_tls, eof, error
+  std::string reason;
   std::string detail;
 };
 

@@ -116,7 +116,13 @@ void ContextStore::replace(TlsContextPtr next) {
     return;  // never publish "no context": new handshakes keep the current one
   }
   std::lock_guard lock(mutex_);
+  next->setReloadGeneration(++generation_);
   current_ = std::move(next);
+}
+
+std::uint64_t ContextStore::generation() const {
+  std::lock_guard lock(mutex_);
+  return generation_;
 }
 
 bool ContextStore::rebuild(const config::TlsSettings& settings, BuildReport& report) {

@@ -44,8 +44,11 @@ class ContextStore {
 
   // The snapshot to use for a new connection; never null.
   TlsContextPtr current() const;
-  // Publishes `next` (must be non-null) for connections accepted from now on.
+  // Publishes `next` (must be non-null) for connections accepted from now on, marking it with
+  // the next reload generation (see TlsContext::reloadGeneration).
   void replace(TlsContextPtr next);
+  // How many contexts were published after the initial one.
+  std::uint64_t generation() const;
   // Builds a complete new context from `settings` and publishes it. On any error the current
   // snapshot stays in force, nothing is published, and the problems (each naming the setting
   // and file) are in `report`. Returns whether the new context was published.
@@ -54,6 +57,7 @@ class ContextStore {
  private:
   mutable std::mutex mutex_;
   TlsContextPtr current_;
+  std::uint64_t generation_ = 0;
 };
 
 }  // namespace mqtls::tls

@@ -4,15 +4,43 @@
 #include "tls/context.h"
 
 namespace mqtls::tls {
+namespace {
+
+// The metric reason of a failed certificate verification, from its X509_V_ERR_* code.
+std::string verifyReason(long verify) {
+  switch (verify) {
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_CERT_UNTRUSTED:
+    // Signed by a key that is not the named issuer's: the real issuer is not a trusted one.
+    case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+      return "unknown_ca";
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+      return "expired";
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+      return "not_yet_valid";
+    case X509_V_ERR_CERT_REVOKED:
+      return "revoked";
+    case X509_V_ERR_CRL_HAS_EXPIRED:
+      return "crl_expired";
+    default:
+      return "bad_certificate";
+  }
+}
+
+}  // namespace
 
 HandshakeFailure classifyHandshakeFailure(SSL* ssl, const std::vector<unsigned long>& errors) {
-  long verify = SSL_get_verify_result(ssl);
+  long verify = ssl != nullptr ? SSL_get_verify_result(ssl) : X509_V_OK;
   if (verify == X509_V_ERR_CRL_HAS_EXPIRED) {
     // crl_next_update strict: the CRL to check against is stale, not the certificate bad.
     return {"crl_expired", "certificate verify failed: CRL has expired (past its nextUpdate)"};
   }
   if (verify != X509_V_OK) {
-    return {"verify_failed",
+    return {verifyReason(verify),
             std::string("certificate verify failed: ") + X509_verify_cert_error_string(verify)};
   }
   // libevent records SSL_get_error()'s small result code first, then the OpenSSL error queue
@@ -44,7 +72,7 @@ HandshakeFailure classifyHandshakeFailure(SSL* ssl, const std::vector<unsigned l
     case SSL_R_NO_SHARED_GROUPS:
       return {"no_shared_cipher", detail};
     case SSL_R_CERTIFICATE_VERIFY_FAILED:
-      return {"verify_failed", detail};
+      return {"bad_certificate", detail};  // verification failed without a verify result
     case SSL_R_WRONG_VERSION_NUMBER:
     case SSL_R_HTTP_REQUEST:
     case SSL_R_RECORD_LENGTH_MISMATCH:

@@ -313,6 +313,8 @@ def base_config(upstream_port: int, listen_port: int, metrics_port: int) -> dict
         "workers": 2,
         "log": {"level": "info", "format": "text"},
         "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
+        # Tests count the broker's connections: check it only while /readyz is asked.
+        "admin": {"broker_check": "on_demand"},
         "listeners": [{
             "name": "mqtts",
             "bind": "127.0.0.1",

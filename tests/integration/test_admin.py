@@ -133,17 +133,32 @@ class AdminTest(IntegrationTest):
         status, text = request(self.base, "DELETE", f"/connections/{entry['id']}")
         self.assertEqual((status, json.loads(text)["closed"]), (200, 1), text)
         record = proxy.wait_access(conn=entry["id"], timeout=10)
-        self.assertEqual((record["client_id"], record["close"]), ("listed", "shutdown"))
+        self.assertEqual((record["client_id"], record["close"]), ("listed", "admin"))
         self.assertNotIn(entry["id"], [c["id"] for c in
                                        json.loads(self.get("/connections")[1])["connections"]])
         self.assertEqual(request(self.base, "DELETE", f"/connections/{entry['id']}")[0], 404)
         sub.kill()  # mosquitto_sub dials again after a lost connection; a raw client does not
 
+        # MQTT 3.1.1: a clean TLS close (close_notify), no bytes; MQTT 5: DISCONNECT 0x98
+        # (administrative action) first. Both logged and counted with close reason "admin".
         held = self.raw_session(proxy.port, level=4, client_id="held", identity="client2")
+        held5 = self.raw_session(proxy.port, level=5, client_id="held5", identity="client2")
+        def admin_closes():
+            return parse_metrics(self.get("/metrics")[1]).get_value(
+                "mqtls_connections_closed_total", reason="admin")
+
+        before = admin_closes()
         status, text = request(self.base, "DELETE", "/connections?identity=device-002")
         self.assertEqual(status, 200, text)
-        self.assertGreaterEqual(json.loads(text)["closed"], 1)
-        held.expect_closed(timeout=10)
+        self.assertEqual(json.loads(text)["closed"], 2, text)
+        self.assertEqual(held.expect_closed(timeout=10), b"")
+        self.assertIsNone(held.close_error)
+        disconnect = held5.expect_closed(timeout=10)
+        self.assertIsNone(held5.close_error)
+        self.assertEqual((disconnect[0], disconnect[2]), (0xE0, 0x98), disconnect)
+        for client_id in ("held", "held5"):
+            self.assertEqual(proxy.wait_access(client_id=client_id, timeout=10)["close"], "admin")
+        self.assertEqual(admin_closes(), before + 2)
         self.assertEqual(request(self.base, "DELETE", "/connections?identity=nobody")[0], 404)
 
     def test_log_level_changes_what_is_logged(self):
@@ -152,6 +167,10 @@ class AdminTest(IntegrationTest):
                          (200, '{"level":"warn"}\n'))
         result = pub(proxy.port, "devices/device-001/quiet", "x", args=["-i", "quiet-pub"])
         self.assertEqual(result.returncode, 0, result.stderr)
+        # The quiet client's close is logged a moment after mosquitto_pub exits.
+        harness.wait_until(lambda: parse_metrics(self.get("/metrics")[1])
+                           .get_value("mqtls_connections_closed_total") >= 1,
+                           what="the quiet client's close")
         self.assertEqual(request(self.base, "PUT", "/log/level", b'{"level": "info"}')[0], 200)
         result = pub(proxy.port, "devices/device-001/loud", "x", args=["-i", "loud-pub"])
         self.assertEqual(result.returncode, 0, result.stderr)

@@ -209,7 +209,7 @@ class PublishTest(IntegrationTest):
         self.assertEqual(second.connack(4)["code"], 0)
         self.broker.wait_for_log(r"New client connected from \S+ as resume-2 .*u'device-001'",
                                  start=start)
-        self.assertGreaterEqual(self.proxy.metric("mqtls_tls_handshakes_total", resumed="true"),
+        self.assertGreaterEqual(self.proxy.metric("mqtls_tls_handshakes_total", result="resumed"),
                                 1)
         second.close()
         self.assertEqual(self.proxy.wait_access(client_id="resume-2")["resumed"], "true")

@@ -137,7 +137,7 @@ class ResumptionTest(IntegrationTest):
         self.assertEqual(self.s_client(after.port, version, "client-revoked", sess_in=revoked),
                          (False, False), "resumed the session of a revoked certificate")
         after.wait_access(close="handshake_failed",
-                          detail="verify_failed: certificate verify failed: "
+                          detail="revoked: certificate verify failed: "
                                  "certificate revoked")
         self.assertEqual(self.s_client(after.port, version, "client", sess_in=good),
                          (True, True), "an unrevoked client's session did not resume")
@@ -168,7 +168,7 @@ class ResumptionTest(IntegrationTest):
                                        files=doomed),
                          (False, False), "resumed a session revoked by a reloaded CRL")
         proxy.wait_access(close="handshake_failed",
-                          detail="verify_failed: certificate verify failed: "
+                          detail="revoked: certificate verify failed: "
                                  "certificate revoked")
         self.assertEqual(self.s_client(proxy.port, version, "client", sess_in=good),
                          (True, True), "a stored session did not survive the reload")

@@ -105,7 +105,7 @@ class SessionTest(IntegrationTest):
             self.assertEqual(client.expect_closed(), b"")
             self.assertIn("CERTIFICATE_EXPIRED", str(client.close_error).upper())
         proxy.wait_access(close="handshake_failed",
-                          detail="verify_failed: certificate verify failed: "
+                          detail="expired: certificate verify failed: "
                                  "certificate has expired")
         self.assertEqual(self.broker.tcp_connections(start), [])
 

@@ -3,6 +3,7 @@
 #include "ops/admin_server.h"
 
 #include <arpa/inet.h>
+#include <event2/thread.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <spdlog/spdlog.h>
@@ -152,6 +153,9 @@ HttpAnswer http(std::uint16_t port, const std::string& method, const std::string
 
 class AdminTest : public ::testing::Test {
  protected:
+  // As main() does before any loop exists: the admin loop is woken and stopped from other
+  // threads (the helper thread's results, stop()), which libevent allows only with locking on.
+  AdminTest() { evthread_use_pthreads(); }
   void start(bool allow_mutations = true, const std::string& listen = "127.0.0.1:0") {
     AdminServer::Settings settings;
     settings.listen = listen;

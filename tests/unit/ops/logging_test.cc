@@ -125,5 +125,32 @@ TEST(JsonLogLines, AccessRecordFieldsAreMergedAndEscaped) {
   EXPECT_EQ(line.at("duration_ms"), "<value>");
 }
 
+TEST(AccessLines, CarrySniAndReloadGeneration) {
+  AccessRecord record;
+  record.id = 9;
+  record.listener = "mqtts";
+  record.generation = 3;
+  record.sni = "broker.example";
+  record.close_reason = "admin";
+  JsonLog log;
+  logAccess(*log.logger, record, true);
+  const auto lines = log.lines();
+  ASSERT_EQ(lines.size(), 1u) << log.out.str();
+  EXPECT_EQ(lines[0].at("sni"), "broker.example");
+  EXPECT_EQ(lines[0].at("generation"), "<value>");  // a number, not a string
+  EXPECT_NE(log.out.str().find("\"generation\":3,"), std::string::npos) << log.out.str();
+
+  std::ostringstream text;
+  spdlog::logger plain("text-test", std::make_shared<spdlog::sinks::ostream_sink_st>(text));
+  plain.set_pattern("%v");
+  logAccess(plain, record, false);
+  EXPECT_NE(text.str().find(" generation=3 "), std::string::npos) << text.str();
+  EXPECT_NE(text.str().find(" sni=broker.example "), std::string::npos) << text.str();
+  record.sni.clear();
+  text.str("");
+  logAccess(plain, record, false);
+  EXPECT_NE(text.str().find(" sni=- "), std::string::npos) << text.str();
+}
+
 }  // namespace
 }  // namespace mqtls::ops

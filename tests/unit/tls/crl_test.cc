@@ -234,7 +234,7 @@ TEST(CrlNextUpdate, LenientAcceptsAndMarksButAListedCertificateIsStillRevoked) {
   EXPECT_TRUE(good.stale_mark);
   Outcome bad = handshake(*context, "client-revoked");
   EXPECT_FALSE(bad.ok);
-  EXPECT_EQ(bad.failure.reason, "verify_failed");
+  EXPECT_EQ(bad.failure.reason, "revoked");
   EXPECT_NE(bad.failure.detail.find("revoked"), std::string::npos);
   fs::remove_all(dir);
 }

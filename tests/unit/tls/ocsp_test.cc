@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "config/loader.h"
@@ -325,6 +326,31 @@ TEST(OcspCacheTest, LeastRecentlyUsedGoesFirst) {
   cache.store("d", answer(OcspStatus::Revoked, 60s));  // replaces, no growth
   EXPECT_EQ(cache.size(), 3u);
   EXPECT_EQ(cache.find("d")->status, OcspStatus::Revoked);
+}
+
+// Every worker's thread stores and finds answers in the one cache at once (scripts/tsan.sh runs
+// this under ThreadSanitizer): each thread finds its own answer unless it was evicted, and the
+// cache never grows past its capacity.
+TEST(OcspCacheTest, IsSharedSafelyBetweenThreads) {
+  OcspCache cache(16);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&cache, t] {
+      const auto status = t % 2 == 0 ? OcspStatus::Good : OcspStatus::Revoked;
+      for (int i = 0; i < 200; ++i) {
+        const std::string key = OcspCache::key(std::to_string(t), std::to_string(i % 20));
+        cache.store(key, answer(status, 60s));
+        if (auto found = cache.find(key)) {
+          EXPECT_EQ(found->status, status);
+        }
+        EXPECT_LE(cache.size(), cache.capacity());
+      }
+    });
+  }
+  for (auto& thread : threads) {
+    thread.join();
+  }
+  EXPECT_EQ(cache.size(), cache.capacity());
 }
 
 TEST(OcspCacheTest, KeyTellsResponderUrlsApart) {
