@@ -50,8 +50,9 @@ struct SessionResources {
   // ticket_key_file or made in memory (tickets); nothing when resumption is off. Fails (message
   // names the file and says how to fix it) when the key file cannot be used.
   static Result<SessionResources> create(const config::TlsSettings& settings);
-  // False when `settings` need other resources (mode, cache size or key file changed): a
-  // reload must then create() new ones (sessions do not carry over).
+  // False when `settings` need other resources (mode, cache size, key file, or the rotation or
+  // lifetime of in-memory ticket keys changed): a reload must then create() new ones (sessions
+  // do not carry over).
   bool fits(const config::TlsSettings& settings) const;
   // The key files a reload should watch (tickets mode with ticket_key_file; else empty).
   std::vector<std::string> ticketKeyFiles() const;

@@ -235,7 +235,15 @@ bool SessionResources::fits(const config::TlsSettings& settings) const {
   if (settings.session_mode == config::SessionMode::Stateful) {
     return store && store->capacity() == settings.session_cache_size;
   }
-  return keys && keys->file() == settings.ticket_key_file;
+  if (!keys || keys->file() != settings.ticket_key_file) {
+    return false;
+  }
+  // In-memory keys are made for a rotation and a lifetime: new values need new keys.
+  using std::chrono::duration_cast;
+  using std::chrono::seconds;
+  return !settings.ticket_key_file.empty() ||
+         (keys->rotation() == duration_cast<seconds>(settings.ticket_rotation) &&
+          keys->lifetime() == duration_cast<seconds>(settings.session_timeout));
 }
 
 std::vector<std::string> SessionResources::ticketKeyFiles() const {

@@ -45,6 +45,9 @@ class TicketKeys {
 
   // The key file, or empty for in-memory keys (for a reload watcher).
   const std::string& file() const { return file_; }
+  // In-memory keys: how often a new key comes, and how long a retired one still decrypts.
+  std::chrono::seconds rotation() const { return rotation_; }
+  std::chrono::seconds lifetime() const { return lifetime_; }
 
   // The key to encrypt with at `now` (in-memory keys rotate here when due); nullopt only if
   // a fresh key cannot be made.

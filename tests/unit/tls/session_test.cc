@@ -288,3 +288,25 @@ TEST(SessionHelpers, SafeWithoutPeerOrSession) {
 
 }  // namespace
 }  // namespace mqtls::tls
+
+namespace mqtls::tls {
+namespace {
+
+// In-memory ticket keys are made for one rotation period and lifetime: a reload that changes
+// either must make new keys rather than keep the old ones silently.
+TEST(SessionResources, InMemoryTicketKeysFitOnlyTheirRotationAndLifetime) {
+  config::TlsSettings settings;
+  settings.session_mode = config::SessionMode::Tickets;
+  auto made = SessionResources::create(settings);
+  ASSERT_TRUE(made.ok()) << made.error().message;
+  EXPECT_TRUE(made->fits(settings));
+  auto rotated = settings;
+  rotated.ticket_rotation = std::chrono::hours(2);
+  EXPECT_FALSE(made->fits(rotated));
+  auto longer = settings;
+  longer.session_timeout = std::chrono::minutes(30);
+  EXPECT_FALSE(made->fits(longer));
+}
+
+}  // namespace
+}  // namespace mqtls::tls
