@@ -16,6 +16,7 @@ PACKAGES=(
   python3 procps iproute2
   softhsm2 libengine-pkcs11-openssl opensc
   prometheus
+  podman debootstrap runc
 )
 
 missing=()

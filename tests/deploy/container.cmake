@@ -1,0 +1,1 @@
+# Registered by the container tests (filled in below).

@@ -1,0 +1,1 @@
+# Registered by the kubernetes tests (filled in below).

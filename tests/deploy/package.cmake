@@ -1,0 +1,1 @@
+# Registered by the package tests (filled in below).
