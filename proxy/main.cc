@@ -63,7 +63,7 @@ int parseArguments(int argc, char** argv, Options& options) {
 // The admin listener when admin.listen (or metrics.listen) is set, else null.
 mqtls::Result<std::unique_ptr<mqtls::ops::AdminServer>> startAdmin(
     const mqtls::config::Config& config, mqtls::ops::Metrics& metrics,
-    mqtls::ops::AdminActions& actions) {
+    mqtls::net::Server& actions) {
   const mqtls::config::Admin& admin = config.admin;
   if (admin.listen.empty()) {
     return std::unique_ptr<mqtls::ops::AdminServer>();
@@ -73,6 +73,13 @@ mqtls::Result<std::unique_ptr<mqtls::ops::AdminServer>> startAdmin(
   settings.allow_mutations = admin.allow_mutations;
   settings.probe_always = admin.broker_check_always;
   settings.upstream = config.upstream;
+  if (admin.tls) {
+    // Each HTTPS connection takes the context in force when it is accepted.
+    settings.tls_context = [&actions]() -> std::shared_ptr<SSL_CTX> {
+      mqtls::tls::TlsContextPtr context = actions.adminContext();
+      return context ? std::shared_ptr<SSL_CTX>(context, context->raw()) : nullptr;
+    };
+  }
   auto server = mqtls::ops::AdminServer::start(settings, metrics, actions);
   if (!server) {
     return server.error();
@@ -85,7 +92,11 @@ mqtls::Result<std::unique_ptr<mqtls::ops::AdminServer>> startAdmin(
         "or listen on a loopback address",
         admin.listen);
   }
-  spdlog::info("admin listener on {} (changes {})", admin.listen,
+  const char* scheme = !admin.tls ? "http"
+                       : admin.tls->client_auth == mqtls::config::ClientAuth::Required
+                           ? "https, client certificates required"
+                           : "https";
+  spdlog::info("admin listener on {} ({}, changes {})", admin.listen, scheme,
                admin.allow_mutations ? "allowed" : "refused");
   return server;
 }
@@ -129,7 +140,8 @@ int main(int argc, char** argv) {
   }
   mqtls::ops::Metrics metrics;
   // The contexts the check built are the ones served: each is built once.
-  auto server = mqtls::net::Server::create(config, std::move(checked.contexts), metrics);
+  auto server = mqtls::net::Server::create(config, std::move(checked.contexts),
+                                           std::move(checked.admin_context), metrics);
   if (!server) {
     spdlog::critical("{}", server.error().message);
     return 1;

@@ -24,11 +24,12 @@ std::optional<config::SettingPosition> placeOf(const config::LoadResult& loaded,
   return config::SettingPosition{0, 0, full};
 }
 
-// Builds listener `index`'s context, adding its problems to `loaded`. Null on errors.
-tls::TlsContextPtr checkListener(config::LoadResult& loaded, bool yaml_errors, std::size_t index) {
-  const std::string path = "listeners[" + std::to_string(index) + "]";
+// Builds the context of the settings at `path` ("listeners[i]" or "admin"), adding its problems
+// to `loaded`. Null on errors.
+tls::TlsContextPtr checkContext(config::LoadResult& loaded, bool yaml_errors,
+                                const std::string& path, const config::TlsSettings& settings) {
   tls::BuildReport report;
-  tls::TlsContextPtr context = tls::ContextStore::build(loaded.read.listeners[index].tls, report);
+  tls::TlsContextPtr context = tls::ContextStore::build(settings, report);
   for (const auto& problem : report.errors) {
     if (auto at = placeOf(loaded, yaml_errors, path, problem.key)) {
       loaded.addError(*at, problem.message);
@@ -50,12 +51,21 @@ CheckedConfig checkLoaded(config::LoadResult loaded) {
   bool all_built = true;
   const bool yaml_errors = !loaded.errors.empty();
   for (std::size_t i = 0; i < loaded.read.listeners.size(); ++i) {
-    tls::TlsContextPtr context = checkListener(loaded, yaml_errors, i);
+    const config::TlsSettings settings = loaded.read.listeners[i].tls;
+    tls::TlsContextPtr context =
+        checkContext(loaded, yaml_errors, "listeners[" + std::to_string(i) + "]", settings);
     all_built = all_built && context != nullptr;
     contexts.push_back(std::move(context));
   }
+  tls::TlsContextPtr admin_context;
+  if (const auto& admin_tls = loaded.read.admin.tls) {
+    const config::TlsSettings settings = *admin_tls;
+    admin_context = checkContext(loaded, yaml_errors, "admin", settings);
+    all_built = all_built && admin_context != nullptr;
+  }
   if (loaded.ok() && all_built) {
     checked.contexts = std::move(contexts);
+    checked.admin_context = std::move(admin_context);
   }
   checked.loaded = std::move(loaded);
   return checked;

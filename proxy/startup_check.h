@@ -19,6 +19,8 @@ struct CheckedConfig {
   config::LoadResult loaded;
   // One context per listener, in order, when loaded.ok(); empty otherwise.
   std::vector<tls::TlsContextPtr> contexts;
+  // The admin listener's HTTPS context when admin.tls is set and loaded.ok(); else null.
+  tls::TlsContextPtr admin_context;
 };
 
 // Loads the file at `path` and checks it completely.

@@ -13,10 +13,11 @@ PACKAGES=(
   libgtest-dev
   mosquitto mosquitto-clients libmosquitto-dev
   clang libclang-rt-14-dev
-  python3 procps iproute2
+  python3 python3-yaml procps iproute2
   softhsm2 libengine-pkcs11-openssl opensc
   prometheus
   podman debootstrap runc
+  systemd adduser
 )
 
 missing=()
@@ -25,6 +26,10 @@ for p in "${PACKAGES[@]}"; do
     missing+=("$p")
   fi
 done
+# kubectl (deploy/kubernetes tests): Debian's only when none is on PATH, never over another one.
+if ! command -v kubectl >/dev/null 2>&1; then
+  missing+=(kubernetes-client)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: all packages present"

@@ -2,6 +2,31 @@
 #include "config/sections.h"
 
 namespace mqtls::config {
+namespace {
+
+// admin.tls: a listener's tls keys, except the ones that need the MQTT data path (sni, ocsp).
+// Without client_auth, a client certificate is required exactly when client_ca is given.
+void readAdminTls(Context& ctx, const Field& field, Admin& admin) {
+  if (!field.present()) {
+    return;
+  }
+  TlsSettings tls;
+  if (field.node.IsMap()) {
+    const bool has_ca = field.node["client_ca"].IsDefined() && !field.node["client_ca"].IsNull();
+    tls.client_auth = has_ca ? ClientAuth::Required : ClientAuth::None;
+    for (const char* unsupported : {"sni", "ocsp", "alpn"}) {
+      if (const YAML::Node value = field.node[unsupported]; value.IsDefined()) {
+        ctx.diag.add(
+            value.Mark(), childPath(field.path, unsupported),
+            std::string("'") + unsupported + "' is not available on the admin listener; remove it");
+      }
+    }
+  }
+  readTls(ctx, field, tls);
+  admin.tls = std::move(tls);
+}
+
+}  // namespace
 
 void readAdmin(Context& ctx, const Field& field, const Metrics& metrics, Admin& admin) {
   Section section(ctx, field, {"listen", "allow_mutations", "broker_check", "tls"});
@@ -9,12 +34,7 @@ void readAdmin(Context& ctx, const Field& field, const Metrics& metrics, Admin& 
                  admin.allow_mutations);
   readEnum<bool>(ctx, section.field("broker_check"), {{"always", true}, {"on_demand", false}},
                  admin.broker_check_always);
-  const Field tls = section.field("tls");
-  if (tls.present()) {
-    ctx.diag.add(tls.mark, tls.path,
-                 "TLS on the admin listener is not supported yet; remove 'tls' and keep "
-                 "admin.listen on a loopback address (e.g. 127.0.0.1:9100)");
-  }
+  readAdminTls(ctx, section.field("tls"), admin);
   const Field listen = section.field("listen");
   auto text = readString(ctx, listen);
   if (!text || text->empty()) {

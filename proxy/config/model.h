@@ -155,6 +155,10 @@ struct Admin {
   // The background broker check behind /readyz and mqtls_upstream_ready: always (every 2 s), or
   // on_demand (only while /readyz is being asked: no connections to the broker otherwise).
   bool broker_check_always = true;
+  // admin.tls: HTTPS with these settings (the same keys as a listener's tls section, without sni
+  // or ocsp; client_auth defaults to required when client_ca is given, else none). Reloaded with
+  // the listeners' contexts. Unset: plain HTTP.
+  std::optional<TlsSettings> tls;
 };
 
 struct Config {

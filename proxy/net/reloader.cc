@@ -72,6 +72,10 @@ std::vector<std::string> restartOnlyChanges(const config::Config& running,
   check("log.level", running.log.level == next.log.level);
   check("log.format", running.log.format == next.log.format);
   check("metrics.listen", running.metrics.listen == next.metrics.listen);
+  check("admin.listen", running.admin.listen == next.admin.listen);
+  check("admin.allow_mutations", running.admin.allow_mutations == next.admin.allow_mutations);
+  check("admin.broker_check", running.admin.broker_check_always == next.admin.broker_check_always);
+  check("admin.tls (on or off)", running.admin.tls.has_value() == next.admin.tls.has_value());
   check("listeners (count)", running.listeners.size() == next.listeners.size());
   for (std::size_t i = 0; i < running.listeners.size() && i < next.listeners.size(); ++i) {
     const auto &a = running.listeners[i], &b = next.listeners[i];
@@ -148,8 +152,19 @@ Reloader::Reloader(const config::Config& running, std::vector<tls::ContextStore*
     : running_(running), metrics_(metrics), options_(options), positions_(running.positions) {
   for (std::size_t i = 0; i < stores.size() && i < running.listeners.size(); ++i) {
     const auto& listener = running.listeners[i];
-    states_.push_back({i, listener.name, stores[i], listener.tls, filesDigest(listener.tls)});
+    states_.push_back({i, listener.name, "listeners[" + std::to_string(i) + "].tls", stores[i],
+                       listener.tls, filesDigest(listener.tls)});
   }
+}
+
+void Reloader::addAdmin(tls::ContextStore* store) {
+  if (store == nullptr || !running_.admin.tls) {
+    return;
+  }
+  std::lock_guard lock(mutex_);
+  const config::TlsSettings& settings = *running_.admin.tls;
+  states_.push_back({kAdmin, "admin", "admin.tls", store, settings, filesDigest(settings)});
+  watch_dirty_ = true;
 }
 
 Reloader::~Reloader() {
@@ -193,7 +208,7 @@ ListenerReload Reloader::rebuildListener(ListenerState& state, bool force, bool 
 }
 
 std::string Reloader::placed(const ListenerState& state, const tls::SettingProblem& problem) const {
-  const std::string path = "listeners[" + std::to_string(state.index) + "].tls." + problem.key;
+  const std::string path = state.path + "." + problem.key;
   auto at = positions_.find(path);
   if (at == positions_.end() || at->second.line == 0) {
     return "tls." + problem.key + ": " + problem.message;
@@ -260,6 +275,26 @@ ReloadResult Reloader::reloadFiles(std::string_view trigger, bool force, bool al
   return result;
 }
 
+ListenerReload Reloader::applyListener(ListenerState& state, const config::Config& next) {
+  const config::TlsSettings* settings = nullptr;
+  if (state.index == kAdmin) {
+    if (next.admin.tls && next.admin.listen == running_.admin.listen) {
+      settings = &*next.admin.tls;
+    }
+  } else if (state.index < next.listeners.size()) {
+    const auto &now = running_.listeners[state.index], &then = next.listeners[state.index];
+    if (then.name == now.name && then.bind_address == now.bind_address && then.port == now.port) {
+      settings = &then.tls;
+    }
+  }
+  if (settings == nullptr) {
+    return {
+        state.name, tls::contextFiles(state.settings), ListenerReload::Outcome::Skipped, {}, {}};
+  }
+  state.settings = *settings;
+  return rebuildListener(state, true, false);
+}
+
 ReloadResult Reloader::reload(std::string_view trigger) {
   config::LoadResult loaded = config::loadConfigFile(running_.source_path);
   std::lock_guard lock(mutex_);
@@ -281,21 +316,8 @@ ReloadResult Reloader::reload(std::string_view trigger) {
                               "stays in force");
   }
   positions_ = next.positions;
-  for (std::size_t i = 0; i < states_.size(); ++i) {
-    const bool same = i < next.listeners.size() &&
-                      next.listeners[i].name == running_.listeners[i].name &&
-                      next.listeners[i].bind_address == running_.listeners[i].bind_address &&
-                      next.listeners[i].port == running_.listeners[i].port;
-    if (!same) {
-      result.listeners.push_back({states_[i].name,
-                                  tls::contextFiles(states_[i].settings),
-                                  ListenerReload::Outcome::Skipped,
-                                  {},
-                                  {}});
-      continue;
-    }
-    states_[i].settings = next.listeners[i].tls;
-    result.listeners.push_back(rebuildListener(states_[i], true, false));
+  for (auto& state : states_) {
+    result.listeners.push_back(applyListener(state, next));
   }
   watch_dirty_ = true;
   wake();

@@ -102,6 +102,11 @@ class Reloader {
       : Reloader(running, std::move(stores), metrics, Options{}) {}
   ~Reloader();  // stops watching and joins the thread
 
+  // Also keeps the admin listener's HTTPS context (admin.tls) in `store` up to date, under the
+  // name "admin": its files are watched and rebuilt like a listener's, and reload() applies a
+  // changed admin.tls. Call before start().
+  void addAdmin(tls::ContextStore* store);
+
   // Starts watching on a thread of its own. Fails (nothing started) if inotify is unavailable.
   Status start();
   // Stops watching and joins the thread; idempotent.
@@ -127,8 +132,9 @@ class Reloader {
   // "tls.<key>: message". Called with mutex_ held.
   std::string placed(const ListenerState& state, const tls::SettingProblem& problem) const;
   struct ListenerState {
-    std::size_t index;  // in the configuration's listeners
+    std::size_t index;  // in the configuration's listeners; kAdmin for the admin listener
     std::string name;
+    std::string path;  // of its settings in the file: "listeners[i].tls" or "admin.tls"
     tls::ContextStore* store;
     config::TlsSettings settings;
     std::string attempted;
@@ -153,6 +159,9 @@ class Reloader {
     int fd_ = -1;
   };
 
+  static constexpr std::size_t kAdmin = static_cast<std::size_t>(-1);
+  // Applies `next`'s settings for `state` and rebuilds it; Skipped when its address changed.
+  ListenerReload applyListener(ListenerState& state, const config::Config& next);
   ListenerReload rebuildListener(ListenerState& state, bool force, bool allow_waiting);
   void finish(ReloadResult& result);
   void run();

@@ -41,6 +41,7 @@ Server::~Server() = default;
 
 Result<std::unique_ptr<Server>> Server::create(const config::Config& config,
                                                std::vector<tls::TlsContextPtr> contexts,
+                                               tls::TlsContextPtr admin_context,
                                                ops::Metrics& metrics) {
   if (contexts.size() != config.listeners.size() ||
       std::any_of(contexts.begin(), contexts.end(), [](const auto& c) { return !c; })) {
@@ -57,6 +58,11 @@ Result<std::unique_ptr<Server>> Server::create(const config::Config& config,
   }
   metrics.maxConnections(config.limits.max_connections);
   server->reloader_ = std::make_unique<Reloader>(config, std::move(stores), metrics);
+  if (admin_context && config.admin.tls) {
+    server->admin_store_ = std::make_unique<tls::ContextStore>(std::move(admin_context));
+    server->reloader_->addAdmin(server->admin_store_.get());
+    publishExpiries(metrics, "admin", *config.admin.tls);
+  }
   metrics.tlsLoadedAt(
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
   for (int i = 0; i < config.workers; ++i) {
@@ -68,6 +74,10 @@ Result<std::unique_ptr<Server>> Server::create(const config::Config& config,
     server->workers_.push_back(std::move(worker.value()));
   }
   return server;
+}
+
+tls::TlsContextPtr Server::adminContext() const {
+  return admin_store_ ? admin_store_->current() : nullptr;
 }
 
 int Server::run() {

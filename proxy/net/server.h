@@ -24,11 +24,16 @@ namespace mqtls::net {
 class Server final : public ops::AdminActions {
  public:
   // Binds every listener on every worker, serving contexts[i] (built by the startup check,
-  // one per listener, non-null) on listener i. Nothing is accepted yet.
+  // one per listener, non-null) on listener i. `admin_context` (null without admin.tls) is kept
+  // up to date by the same reloads. Nothing is accepted yet.
   static Result<std::unique_ptr<Server>> create(const config::Config& config,
                                                 std::vector<tls::TlsContextPtr> contexts,
+                                                tls::TlsContextPtr admin_context,
                                                 ops::Metrics& metrics);
   ~Server() override;
+
+  // The admin listener's current HTTPS context, or null without admin.tls. Any thread.
+  tls::TlsContextPtr adminContext() const;
 
   // Runs the workers until SIGTERM or SIGINT, then drains: listeners close at once, open
   // connections get limits.drain_timeout to finish, the rest are closed. A second signal closes
@@ -54,6 +59,7 @@ class Server final : public ops::AdminActions {
   const config::Config& config_;
   ops::Metrics& metrics_;
   std::vector<std::unique_ptr<tls::ContextStore>> stores_;
+  std::unique_ptr<tls::ContextStore> admin_store_;  // admin.tls; null without it
   std::vector<ListenerRuntime> listeners_;
   std::unique_ptr<Reloader> reloader_;
   ConnectionGate gate_;

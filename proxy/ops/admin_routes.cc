@@ -1,5 +1,6 @@
 // AdminServer, the endpoints (the table is in admin_server.h). Admin thread.
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/keyvalq_struct.h>
 #include <prometheus/text_serializer.h>
 #include <spdlog/spdlog.h>
@@ -11,6 +12,14 @@
 
 namespace mqtls::ops {
 namespace {
+
+// True when `req` arrived over a TLS bufferevent (see Impl::newTlsBufferevent).
+bool overTls(evhttp_request* req) {
+  evhttp_connection* connection = evhttp_request_get_connection(req);
+  bufferevent* bev =
+      connection != nullptr ? evhttp_connection_get_bufferevent(connection) : nullptr;
+  return bev != nullptr && bufferevent_openssl_get_ssl(bev) != nullptr;
+}
 
 constexpr std::size_t kDefaultLimit = 1000;
 constexpr std::size_t kMaxLimit = 100'000;
@@ -84,6 +93,10 @@ void AdminServer::Impl::onRequest(evhttp_request* req, void* self) {
 }
 
 void AdminServer::Impl::route(evhttp_request* req) {
+  if (settings_.tls_context && !overTls(req)) {
+    reply(req, HttpReply{400, "this admin listener speaks HTTPS only\n"});
+    return;
+  }
   const evhttp_cmd_type method = evhttp_request_get_command(req);
   const evhttp_uri* uri = evhttp_request_get_evhttp_uri(req);
   const char* raw_path = uri != nullptr ? evhttp_uri_get_path(uri) : nullptr;

@@ -4,8 +4,10 @@
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/keyvalq_struct.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
@@ -104,6 +106,9 @@ Status AdminServer::Impl::bind() {
     return Status::failure("admin.listen: cannot create the HTTP server");
   }
   evhttp_set_gencb(http_.get(), &Impl::onRequest, this);
+  if (settings_.tls_context) {
+    evhttp_set_bevcb(http_.get(), &Impl::newTlsBufferevent, this);
+  }
   evhttp_set_timeout(http_.get(), 30);
   evhttp_set_max_headers_size(http_.get(), 16 * 1024);
   evhttp_set_max_body_size(http_.get(), 4 * 1024);
@@ -141,6 +146,26 @@ Status AdminServer::Impl::bind() {
     probe_->start();  // the readiness gauge is right from the start
   }
   return Status::success();
+}
+
+bufferevent* AdminServer::Impl::newTlsBufferevent(event_base* base, void* self) {
+  auto* impl = static_cast<Impl*>(self);
+  std::shared_ptr<SSL_CTX> context = impl->settings_.tls_context();
+  SSL* ssl = context ? SSL_new(context.get()) : nullptr;
+  if (ssl == nullptr) {
+    // evhttp then makes a plain bufferevent; route() refuses every request on it.
+    spdlog::error("admin: cannot start TLS for a new connection (no context or out of memory)");
+    return nullptr;
+  }
+  bufferevent* bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                    BEV_OPT_CLOSE_ON_FREE);
+  if (bev == nullptr) {
+    SSL_free(ssl);
+    return nullptr;
+  }
+  // HTTP says where a body ends; a client that closes without close_notify loses nothing.
+  bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+  return bev;
 }
 
 void AdminServer::Impl::startThreads() {

@@ -12,6 +12,8 @@
 //   DELETE /connections/{id}       close one connection now; 404 if no such connection
 //   DELETE /connections?identity=X close every connection of a certificate identity; 404 if none
 //   PUT    /log/level          body "debug" or {"level":"debug"}: the log level from now on
+// With tls_context set, every connection is TLS (a connection that is not is answered 400 and
+// closed), with the client certificate required when that context requires it.
 // With allow_mutations false, POST, PUT and DELETE answer 403. Unknown paths answer 404, a known
 // path with another method 405.
 //
@@ -26,6 +28,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -33,6 +36,8 @@
 #include "ops/admin_actions.h"
 #include "ops/metrics.h"
 #include "util/result.h"
+
+struct ssl_ctx_st;  // OpenSSL's SSL_CTX
 
 namespace mqtls::ops {
 
@@ -47,6 +52,9 @@ class AdminServer {
     bool probe_always = true;  // false: check only while /readyz is being asked
     std::chrono::milliseconds heartbeat_stale{3000};
     std::chrono::milliseconds worker_answer_timeout{2000};
+    // Set: HTTPS only. Called for each accepted connection; gives the server context in force
+    // (certificate, and client verification when required). Null answers are refused.
+    std::function<std::shared_ptr<ssl_ctx_st>()> tls_context;
   };
 
   // Binds the listener and starts its thread. Fails, with a message naming the address, when

@@ -45,6 +45,9 @@ class AdminServer::Impl {
   std::uint16_t port() const { return port_; }
 
  private:
+  // admin_server.cc: a TLS bufferevent for a new connection (evhttp's bevcb). Admin thread.
+  static bufferevent* newTlsBufferevent(event_base* base, void* self);
+
   // admin_routes.cc: the endpoints. Admin thread.
   static void onRequest(evhttp_request* req, void* self);
   void route(evhttp_request* req);

@@ -4,6 +4,7 @@ the connection list and closing connections, the log level, and refusing changes
 import json
 import shutil
 import signal
+import ssl
 import socket
 import time
 import unittest
@@ -201,6 +202,89 @@ class AdminTest(IntegrationTest):
             proxy = self.start_proxy(config, wait_ready=False, expected_exit=1)
             self.assertEqual(proxy.wait(timeout=20), 1)
         self.assertIn(f"admin.listen '127.0.0.1:{port}': cannot listen", proxy.log())
+
+
+
+class AdminTlsTest(IntegrationTest):
+    """admin.tls: HTTPS only, the client certificate required when client_ca is given, the
+    context reloaded with the listeners', and its problems placed by --check."""
+
+    def setUp(self):
+        super().setUp()
+        self.broker = self.start_broker()
+
+    def https_context(self, identity: str | None):
+        context = ssl.create_default_context(cafile=harness.CA_BUNDLE)
+        context.check_hostname = False
+        if identity:
+            context.load_cert_chain(cert(f"{identity}.pem"), cert(f"{identity}.key"))
+        return context
+
+    def https(self, method: str, path: str, identity: str | None = "client"):
+        req = urllib.request.Request(self.base + path, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=30,
+                                        context=self.https_context(identity)) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def start_tls_admin(self, tls: dict):
+        config = self.proxy_config(self.broker.port)
+        config.pop("metrics")
+        port = harness.free_port()
+        config = harness.merge(config, {"admin": {"listen": f"127.0.0.1:{port}", "tls": tls}})
+        proxy = self.start_proxy(config)
+        self.port = port
+        self.base = f"https://127.0.0.1:{port}"
+        return proxy
+
+    def test_https_with_a_required_client_certificate(self):
+        key = self.workdir / "admin.key"
+        shutil.copy(cert("server-ec.key"), key)
+        proxy = self.start_tls_admin({"cert": cert("server-ec.pem"), "key": str(key),
+                                      "client_ca": harness.CA_BUNDLE})
+        self.assertEqual(self.https("GET", "/healthz"), (200, "ok\n"))
+        with self.assertRaises((ssl.SSLError, ConnectionError, urllib.error.URLError)):
+            self.https("GET", "/healthz", identity=None)
+        with self.assertRaises((ssl.SSLError, ConnectionError, urllib.error.URLError)):
+            self.https("GET", "/healthz", identity="client-wrongca")
+        # Plain HTTP on the HTTPS port gets nothing useful.
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as plain:
+            plain.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = plain.recv(4096)
+        self.assertNotIn(b"mqtls_", answer)
+        self.assertFalse(answer.startswith(b"HTTP/1.1 200"), answer[:80])
+
+        # The admin context is reloaded with the listeners': a broken key fails, named.
+        status, text = self.https("POST", "/reload")
+        self.assertEqual(status, 200, text)
+        names = [item["listener"] for item in json.loads(text)["listeners"]]
+        self.assertEqual(names, ["mqtts", "admin"])
+        key.write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+        status, text = self.https("POST", "/reload")
+        self.assertEqual(status, 500, text)
+        admin = json.loads(text)["listeners"][1]
+        self.assertEqual((admin["listener"], admin["outcome"]), ("admin", "failed"))
+        self.assertIn("admin.tls.key", admin["error"])
+        self.assertEqual(self.https("GET", "/healthz"), (200, "ok\n"), "the old context stays")
+        self.assert_round_trip(proxy, self.broker, "admin-tls")
+
+    def test_https_without_client_certificates(self):
+        self.start_tls_admin({"cert": cert("server-rsa.pem"), "key": cert("server-rsa.key")})
+        self.assertEqual(self.https("GET", "/readyz", identity=None), (200, "ready\n"))
+
+    def test_check_places_admin_tls_problems(self):
+        config = self.proxy_config(self.broker.port)
+        config = harness.merge(config, {"admin": {"listen": "127.0.0.1:0", "tls": {
+            "cert": cert("server-ec.pem"), "key": cert("server-rsa.key"),
+            "sni": [{"names": ["a.example"]}]}}})
+        path = self.workdir / "bad-admin.yaml"
+        path.write_text(harness.to_yaml(config))
+        result = harness.run_mqtls("--check", "--config", str(path), expected_exit=2)
+        self.assertIn("admin.tls.sni: 'sni' is not available on the admin listener",
+                      result.stderr)
+        self.assertRegex(result.stderr, rf"{path}:\d+:\d+: admin\.tls\.key: ")
 
 
 if __name__ == "__main__":

@@ -233,6 +233,20 @@ TEST_F(ConfigTest, ClientCaIsIgnoredWhenClientAuthIsNone) {
   EXPECT_EQ(config.listeners[0].tls.client_ca_file, "");
 }
 
+TEST_F(ConfigTest, AdminTlsRequiresClientCertificatesExactlyWhenAClientCaIsGiven) {
+  const std::string admin = "admin:\n  listen: 127.0.0.1:9100\n  tls:\n"
+                            "    cert: ${CERTS}/server-ec.pem\n    key: ${CERTS}/server-ec.key\n";
+  const Config plain = loadOk(std::string(kMinimal) + admin);
+  ASSERT_TRUE(plain.admin.tls.has_value());
+  EXPECT_EQ(plain.admin.tls->client_auth, ClientAuth::None);
+  EXPECT_TRUE(plain.admin.tls->client_ca_file.empty());
+  const Config verified =
+      loadOk(std::string(kMinimal) + admin + "    client_ca: ${CERTS}/ca-bundle.pem\n");
+  EXPECT_EQ(verified.admin.tls->client_auth, ClientAuth::Required);
+  EXPECT_EQ(verified.admin.tls->client_ca_file, cert("ca-bundle.pem"));
+  EXPECT_FALSE(loadOk(kMinimal).admin.tls.has_value());
+}
+
 TEST_F(ConfigTest, ValueFormsAccepted) {
   const Config config = loadOk(std::string(kMinimal) + R"(      crl: ${CERTS}/crl.pem
       min_version: "1.2"
