@@ -139,6 +139,7 @@ int main(int argc, char** argv) {
     spdlog::warn("{}", line);
   }
   mqtls::ops::Metrics metrics;
+  metrics.countTraffic(!config.admin.listen.empty());  // nobody could read the counts otherwise
   // The contexts the check built are the ones served: each is built once.
   auto server = mqtls::net::Server::create(config, std::move(checked.contexts),
                                            std::move(checked.admin_context), metrics);

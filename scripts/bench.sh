@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The performance benchmark: mqtls side by side with the things operators compare it to, in one
 # run, all in front of (or being) a local Mosquitto:
-#   mqtls            mqtls (workers: 1) -> plaintext Mosquitto
+#   mqtls            mqtls (workers: 1) -> plaintext Mosquitto, with its admin listener on and
+#                    /metrics scraped every second (what a monitored proxy does)
+#   mqtls-nometrics  the same binary without an admin listener: no traffic counting, no scrapes
+#                    (the cost of metrics; --no-nometrics skips it)
 #   mqtls-framed     the same binary with limits.packet_framing: always (every client packet cut
 #                    and checked by the codec): the cost of the framed path (--no-framed skips it)
 #   mqtls-before     another mqtls binary given with --baseline BIN (e.g. a build of the previous
@@ -16,7 +19,7 @@
 # CPU 1. Exits non-zero if any target fails to work.
 #
 #   scripts/bench.sh [--quick] [--duration SEC] [--warmup SEC] [--no-haproxy] [--no-framed]
-#                    [--baseline BIN] [-- BENCH_ARGS]
+#                    [--no-nometrics] [--baseline BIN] [-- BENCH_ARGS]
 #     --quick        1.5 s per run instead of 5 s (about a minute in all)
 #     BENCH_ARGS     passed to mqtls_bench, e.g. --scenarios connect-tls13,publish-64
 #   MQTLS_BENCH_BUILD=DIR   build directory (default: build)
@@ -29,6 +32,7 @@ duration=5
 warmup=1
 want_haproxy=1
 want_framed=1
+want_nometrics=1
 baseline=""
 bench_args=()
 
@@ -39,6 +43,7 @@ while [ $# -gt 0 ]; do
     --warmup) warmup=$2; shift ;;
     --no-haproxy) want_haproxy=0 ;;
     --no-framed) want_framed=0 ;;
+    --no-nometrics) want_nometrics=0 ;;
     --baseline) baseline=$(realpath -- "$2"); shift ;;
     --) shift; bench_args=("$@"); break ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
@@ -51,9 +56,10 @@ say() { printf '\n== %s\n' "$*"; }
 
 work=$(mktemp -d /tmp/mqtls-bench.XXXXXX)
 pids=()
+helper_pids=()  # not servers: their exit is not a failure
 cleanup() {
   trap - INT TERM EXIT
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${helper_pids[@]}" "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$work"
 }
@@ -138,12 +144,18 @@ pids+=("$broker_pid")
 wait_listening mosquitto "$broker_pid" "$broker_port" "$work/mosquitto-plain.log"
 echo "mosquitto (plaintext broker)  127.0.0.1:$broker_port  pid $broker_pid"
 
-# start_mqtls NAME BINARY [LIMITS_LINE]: an mqtls (workers: 1) in front of the plaintext broker;
-# sets started_port and started_pid.
+# start_mqtls NAME BINARY [LIMITS_LINE [ADMIN_PORT]]: an mqtls (workers: 1) in front of the
+# plaintext broker, with an admin listener on ADMIN_PORT if given; sets started_port and
+# started_pid.
 start_mqtls() {
-  local name=$1 binary=$2 extra=${3:-}
+  local name=$1 binary=$2 extra=${3:-} admin_port=${4:-}
+  local admin=""
+  if [ -n "$admin_port" ]; then
+    admin="admin: {listen: \"127.0.0.1:$admin_port\", broker_check: on_demand}"
+  fi
   started_port=$(free_port)
   cat >"$work/$name.yaml" <<YAML
+$admin
 workers: 1
 log:
   level: warn
@@ -171,10 +183,23 @@ YAML
   printf '%-29s 127.0.0.1:%s  pid %s\n' "$name -> broker" "$started_port" "$started_pid"
 }
 
-start_mqtls mqtls "$mqtls"
+admin_port=$(free_port)
+start_mqtls mqtls "$mqtls" "" "$admin_port"
 mqtls_port=$started_port
 mqtls_pid=$started_pid
+# A scrape every second, from the load generator's core, for as long as the benchmark runs.
+"${client_pin[@]}" bash -c 'while sleep 1; do
+    exec 3<>"/dev/tcp/127.0.0.1/$0" || exit 0
+    printf "GET /metrics HTTP/1.0\r\n\r\n" >&3
+    cat <&3 >/dev/null
+    exec 3>&-
+  done' "$admin_port" &
+helper_pids+=($!)
 extra_targets=()
+if [ "$want_nometrics" = 1 ]; then
+  start_mqtls mqtls-nometrics "$mqtls"
+  extra_targets+=(--target "mqtls-nometrics=tls:$started_port:$started_pid,$broker_pid")
+fi
 if [ "$want_framed" = 1 ]; then
   start_mqtls mqtls-framed "$mqtls" "packet_framing: always"
   extra_targets+=(--target "mqtls-framed=tls:$started_port:$started_pid,$broker_pid")

@@ -221,12 +221,12 @@ void Metrics::connectionClosed(std::string_view reason) {
   closed_.Add({{"reason", label(reason)}}).Increment();
 }
 
-void Metrics::bytesForwarded(Direction direction, std::size_t bytes) {
+void Metrics::countBytes(Direction direction, std::size_t bytes) {
   (direction == Direction::ClientToBroker ? bytes_to_broker_ : bytes_to_client_)
       .Increment(static_cast<double>(bytes));
 }
 
-void Metrics::packetsForwarded(Direction direction, std::size_t packets) {
+void Metrics::countPackets(Direction direction, std::size_t packets) {
   (direction == Direction::ClientToBroker ? packets_to_broker_ : packets_to_client_)
       .Increment(static_cast<double>(packets));
 }

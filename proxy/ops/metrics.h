@@ -118,9 +118,22 @@ class Metrics {
   // The broker's TCP (or unix socket) connect took `seconds`.
   void upstreamConnected(double seconds);
   void connectionClosed(std::string_view reason);
-  void bytesForwarded(Direction direction, std::size_t bytes);
-  // Whole MQTT packets moved, where the stream is framed.
-  void packetsForwarded(Direction direction, std::size_t packets);
+  // Bytes and whole MQTT packets (where the stream is framed) moved. Nothing is counted while
+  // traffic counting is off (see countTraffic).
+  void bytesForwarded(Direction direction, std::size_t bytes) {
+    if (count_traffic_) {
+      countBytes(direction, bytes);
+    }
+  }
+  void packetsForwarded(Direction direction, std::size_t packets) {
+    if (count_traffic_) {
+      countPackets(direction, packets);
+    }
+  }
+  // Whether bytesForwarded/packetsForwarded count (the default). Off when nothing can read the
+  // metrics (no admin listener): the data path then touches no shared counter. Set before the
+  // workers start.
+  void countTraffic(bool on) { count_traffic_ = on; }
   // mqtls_connections_active (no labels; kept beside mqtls_connections_open{listener}).
   void activeConnections(int delta);
   void maxConnections(std::size_t limit);
@@ -173,6 +186,10 @@ class Metrics {
   prometheus::Histogram& upstream_duration_;
   CounterFamily& closed_;
   CounterFamily& bytes_;
+  void countBytes(Direction direction, std::size_t bytes);
+  void countPackets(Direction direction, std::size_t packets);
+
+  bool count_traffic_ = true;
   prometheus::Counter& bytes_to_broker_;
   prometheus::Counter& bytes_to_client_;
   CounterFamily& packets_;

@@ -93,5 +93,17 @@ TEST(Metrics, SuppressedLogLinesAreCounted) {
   EXPECT_TRUE(has(scrape(metrics), "mqtls_log_lines_suppressed_total 15"));
 }
 
+TEST(Metrics, TrafficIsCountedOnlyWhileCountingIsOn) {
+  Metrics metrics;
+  metrics.bytesForwarded(Direction::ClientToBroker, 100);
+  metrics.packetsForwarded(Direction::BrokerToClient, 2);
+  metrics.countTraffic(false);
+  metrics.bytesForwarded(Direction::ClientToBroker, 50);
+  metrics.packetsForwarded(Direction::BrokerToClient, 5);
+  const std::string text = scrape(metrics);
+  EXPECT_TRUE(has(text, "mqtls_forwarded_bytes_total{direction=\"client_to_broker\"} 100"));
+  EXPECT_TRUE(has(text, "mqtls_forwarded_packets_total{direction=\"broker_to_client\"} 2"));
+}
+
 }  // namespace
 }  // namespace mqtls::ops
