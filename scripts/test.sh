@@ -18,13 +18,14 @@ run_pass() {
   cmake -S "$root" -B "$root/$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
   cmake --build "$root/$dir" --parallel "$jobs"
   echo "== test ($dir)"
-  (cd "$root/$dir" && ctest --output-on-failure --timeout 300 -j "$jobs")
+  (cd "$root/$dir" && ctest --output-on-failure --timeout 300 -j "$jobs" ${exclude:+-LE "$exclude"})
 }
 
 run_pass build
 if [ "${MQTLS_SKIP_ASAN:-0}" != 1 ]; then
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-  run_pass build-asan -DMQTLS_SANITIZE=ON
+  # The container image and the Debian package are built from source, not from this build.
+  exclude='container|package' run_pass build-asan -DMQTLS_SANITIZE=ON
 fi
 echo "== all tests passed"
