@@ -81,6 +81,9 @@ struct TlsSettings {
   std::vector<std::string> crl_files;  // each a PEM/DER file or a directory of such files
   CrlCheck crl_check = CrlCheck::Leaf;
   CrlNextUpdate crl_next_update = CrlNextUpdate::Strict;
+  // Client chains kept verified (tls/verified_chains.h, LRU) per context; 0: every handshake
+  // verifies in full. SNI sites inherit it, each with a cache of its own.
+  std::size_t verify_cache_size = 10'000;
   std::string ocsp_staple_file;  // DER OCSP response for the server certificate; empty: none
   TlsVersion min_version = TlsVersion::Tls12;
   TlsVersion max_version = TlsVersion::Tls13;

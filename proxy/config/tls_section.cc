@@ -397,6 +397,7 @@ void readTls(Context& ctx, const Field& field, TlsSettings& tls) {
                    "client_ca",
                    "client_auth",
                    "verify_depth",
+                   "verify_cache_size",
                    "crl",
                    "crl_check",
                    "crl_next_update",
@@ -418,6 +419,9 @@ void readTls(Context& ctx, const Field& field, TlsSettings& tls) {
   }
   readCertificates(ctx, section, tls);
   readTrust(ctx, section, tls);
+  if (auto n = readInteger(ctx, section.field("verify_cache_size"), 0, 10'000'000)) {
+    tls.verify_cache_size = static_cast<std::size_t>(*n);  // sites inherit it
+  }
   readOcspStaple(ctx, section, tls);
   readVersions(ctx, section, tls);
   for (auto [name, out] :

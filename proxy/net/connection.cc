@@ -5,6 +5,8 @@
 
 #include <cassert>
 
+#include "tls/verified_chains.h"
+
 namespace mqtls::net {
 
 Connection::Connection(ConnectionHost& host, std::uint64_t id, std::string listener_name,
@@ -192,6 +194,10 @@ void Connection::onHandshakeFailed() {
   auto failure = client_->handshakeFailure();
   host_.metrics().handshakeFailed(failure.reason);
   listener_metrics_.handshake(ops::handshakeResultOf(failure.reason));
+  if (const auto looked = tls::verifyCacheResult(client_->ssl());
+      looked != tls::VerifyCacheResult::None) {
+    listener_metrics_.verifyCacheLookup(looked == tls::VerifyCacheResult::Hit);
+  }
   if (const char* name = SSL_get_servername(client_->ssl(), TLSEXT_NAMETYPE_host_name)) {
     record_.sni = name;
   }

@@ -12,6 +12,7 @@
 #include "mqtt/replies.h"
 #include "net/connection.h"
 #include "tls/crl.h"
+#include "tls/verified_chains.h"
 
 namespace mqtls::net {
 namespace {
@@ -122,6 +123,10 @@ void Connection::onHandshakeDone() {
   listener_metrics_.handshakeDuration(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - accepted_at_).count());
   host_.metrics().tlsNegotiated(facts.version, facts.cipher);
+  if (const auto looked = tls::verifyCacheResult(client_->ssl());
+      looked != tls::VerifyCacheResult::None) {
+    listener_metrics_.verifyCacheLookup(looked == tls::VerifyCacheResult::Hit);
+  }
   if (tls::acceptedWithStaleCrl(client_->ssl())) {
     listener_metrics_.staleCrlAccepted();
     spdlog::debug(

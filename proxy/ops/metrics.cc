@@ -126,6 +126,9 @@ Metrics::Metrics()
                                   "Client certificates accepted although a CRL they were checked "
                                   "against is past its nextUpdate (crl_next_update lenient), by "
                                   "listener")),
+      verify_cache_(counter(*registry_, "mqtls_tls_verify_cache_total",
+                            "Client certificate chains found already verified (result hit) or "
+                            "verified in full (miss), by listener (tls.verify_cache_size)")),
       ocsp_checks_(counter(*registry_, "mqtls_ocsp_checks_total",
                            "OCSP checks of client certificates, by result (good, revoked, "
                            "unknown, unavailable)")),
@@ -170,6 +173,8 @@ ListenerMetrics& Metrics::listener(std::string_view name) {
   }
   made->handshake_duration_ = &handshake_duration_.Add({{"listener", value}}, latencyBuckets());
   made->stale_crl_ = &stale_crl_accepted_.Add({{"listener", value}});
+  made->verify_cache_hit_ = &verify_cache_.Add({{"listener", value}, {"result", "hit"}});
+  made->verify_cache_miss_ = &verify_cache_.Add({{"listener", value}, {"result", "miss"}});
   return *listeners_.emplace(value, std::move(made)).first->second;
 }
 

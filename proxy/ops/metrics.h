@@ -66,6 +66,8 @@ class ListenerMetrics {
   // A client certificate was accepted although a CRL it was checked against is past its
   // nextUpdate (tls.crl_next_update lenient).
   void staleCrlAccepted() { stale_crl_->Increment(); }
+  // A client chain was found verified in the context's cache (hit) or verified in full (miss).
+  void verifyCacheLookup(bool hit) { (hit ? verify_cache_hit_ : verify_cache_miss_)->Increment(); }
 
  private:
   friend class Metrics;
@@ -74,6 +76,8 @@ class ListenerMetrics {
   std::array<prometheus::Counter*, kHandshakeResults> handshakes_{};
   prometheus::Histogram* handshake_duration_ = nullptr;
   prometheus::Counter* stale_crl_ = nullptr;
+  prometheus::Counter* verify_cache_hit_ = nullptr;
+  prometheus::Counter* verify_cache_miss_ = nullptr;
 };
 
 // An expiry date of loaded TLS material (see tls/material_facts.h), as the gauges label it.
@@ -205,6 +209,7 @@ class Metrics {
   GaugeFamily& crl_next_update_;
   prometheus::Gauge& upstream_ready_;
   CounterFamily& stale_crl_accepted_;
+  CounterFamily& verify_cache_;
   CounterFamily& ocsp_checks_;
   prometheus::Counter& ocsp_cache_hits_;
   prometheus::Counter& ocsp_cache_misses_;

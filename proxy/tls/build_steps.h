@@ -10,6 +10,7 @@
 
 #include "config/model.h"
 #include "tls/context.h"
+#include "tls/verified_chains.h"
 
 namespace mqtls::tls::detail {
 
@@ -20,9 +21,11 @@ void addError(BuildReport& report, std::string key, std::string message);
 // OpenSSL's security level (server_identity.cc).
 void installServerIdentity(SSL_CTX* ctx, const config::TlsSettings& settings, BuildReport& report);
 
-// Client certificate verification: CA bundle, CRLs, verify mode and depth (client_trust.cc).
+// Client certificate verification: CA bundle, CRLs, verify mode and depth, and `chains` (if not
+// null) as the cache of verified client chains; `chains` must outlive `ctx`'s every use
+// (client_trust.cc).
 void installClientVerification(SSL_CTX* ctx, const config::TlsSettings& settings,
-                               BuildReport& report);
+                               VerifiedChains* chains, BuildReport& report);
 
 // The OCSP response of ocsp_staple, checked against the server chain and sent to clients that
 // ask for certificate status; past its nextUpdate a warning and not sent (stapling.cc).

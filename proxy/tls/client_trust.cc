@@ -84,7 +84,7 @@ std::string isoDate(const ASN1_TIME* time) {
 
 // Trust store for client certificates: CA bundle, CRLs and the verification mode.
 void installClientVerification(SSL_CTX* ctx, const config::TlsSettings& settings,
-                               BuildReport& report) {
+                               VerifiedChains* chains, BuildReport& report) {
   if (settings.client_auth == config::ClientAuth::None) {
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
     return;
@@ -120,6 +120,10 @@ void installClientVerification(SSL_CTX* ctx, const config::TlsSettings& settings
   // With CRLs, crl_next_update decides whether a CRL past its nextUpdate refuses (strict).
   SSL_CTX_set_verify(ctx, mode, settings.crl_files.empty() ? nullptr : &verifyWithCrlPolicy);
   SSL_CTX_set_verify_depth(ctx, settings.verify_depth);
+  if (chains != nullptr) {
+    // Runs instead of X509_verify_cert, which it calls on a miss (with the callback above).
+    SSL_CTX_set_cert_verify_callback(ctx, &VerifiedChains::callback, chains);
+  }
 }
 
 }  // namespace mqtls::tls::detail

@@ -82,9 +82,14 @@ std::shared_ptr<TlsContext> TlsContext::buildOne(const config::TlsSettings& sett
     return nullptr;
   }
   const std::size_t errors_before = report.errors.size();
+  // A new context, a new trust generation: an empty cache (see tls/verified_chains.h).
+  std::unique_ptr<VerifiedChains> chains;
+  if (settings.verify_cache_size > 0 && settings.client_auth != config::ClientAuth::None) {
+    chains = std::make_unique<VerifiedChains>(settings.verify_cache_size);
+  }
   installProtocolPolicy(ctx.get(), settings, report);
   detail::installServerIdentity(ctx.get(), settings, report);
-  detail::installClientVerification(ctx.get(), settings, report);
+  detail::installClientVerification(ctx.get(), settings, chains.get(), report);
   detail::installOcspStaple(ctx.get(), settings, report);
   detail::installSessionPolicy(ctx.get(), settings);
   ERR_clear_error();
@@ -94,6 +99,7 @@ std::shared_ptr<TlsContext> TlsContext::buildOne(const config::TlsSettings& sett
   auto wire = alpnWire(settings.alpn);
   std::shared_ptr<TlsContext> context(
       new TlsContext(std::move(ctx), settings, std::move(wire), sessions));
+  context->verified_chains_ = std::move(chains);
   // The session callbacks find their context here; it outlives its SSL_CTX's every use.
   SSL_CTX_set_app_data(context->raw(), context.get());
   if (!context->alpn_wire_.empty()) {
@@ -140,6 +146,8 @@ TlsContext::TlsContext(SslCtxPtr ctx, config::TlsSettings settings,
 
 TlsContext::~TlsContext() {
   SSL_CTX_set_app_data(ctx_.get(), nullptr);
+  // An SSL that outlived this object verifies in full rather than with a freed cache.
+  SSL_CTX_set_cert_verify_callback(ctx_.get(), nullptr, nullptr);
 }
 
 int TlsContext::selectAlpn(SSL*, const unsigned char** out, unsigned char* outlen,

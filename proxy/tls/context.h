@@ -16,6 +16,7 @@
 #include "config/model.h"
 #include "tls/session_store.h"
 #include "tls/ticket_keys.h"
+#include "tls/verified_chains.h"
 #include "util/openssl_ptr.h"
 #include "util/result.h"
 
@@ -137,6 +138,9 @@ class TlsContext {
   std::vector<std::shared_ptr<const TlsContext>> sites_;         // settings_.sites, in order
   std::vector<std::pair<std::string, std::size_t>> site_names_;  // name -> index in sites_, sorted
   mutable std::atomic<std::uint64_t> reload_generation_{0};      // see reloadGeneration()
+  // Client chains verified under this context's trust (null: verify_cache_size 0 or no client
+  // authentication); the SSL_CTX's cert verify callback points at it.
+  std::unique_ptr<VerifiedChains> verified_chains_;
 };
 
 // Human-readable TLS facts of an established connection, for the access log.
