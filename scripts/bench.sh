@@ -13,14 +13,23 @@
 #                    Mosquitto process
 #   haproxy          HAProxy 2.6 in TCP mode terminating mutual TLS -> the plaintext Mosquitto
 #                    (installed with apt-get if missing; skipped if that fails)
+#   haproxy-tuned    the same with no-tls-tickets on its bind line (stateful resumption, as
+#                    mqtls's default)
 #   mosquitto-plain  the plaintext Mosquitto direct, a baseline for message throughput
 # mqtls_bench (tests/bench) measures one target at a time and prints rates, latencies and server
 # CPU per operation with ratios. Servers (and the broker) run on CPU 0, the load generator on
 # CPU 1. Exits non-zero if any target fails to work.
+# Before the rounds, mqtls_ceiling (tests/bench) runs the server side of the same handshakes
+# in-process, on CPU 0, with the main mqtls target's configuration: the CPU per handshake that
+# configuration allows; the end compares mqtls's own CPU per handshake+CONNACK with it.
+# A round is one mqtls_bench run over every target; each round rotates the targets' order, and
+# the end prints, per figure, mqtls's median value and the median of its per-round ratios to
+# each other target (HAProxy first).
 #
-#   scripts/bench.sh [--quick] [--duration SEC] [--warmup SEC] [--no-haproxy] [--no-framed]
-#                    [--no-nometrics] [--baseline BIN] [-- BENCH_ARGS]
-#     --quick        1.5 s per run instead of 5 s (about a minute in all)
+#   scripts/bench.sh [--quick] [--rounds N] [--duration SEC] [--warmup SEC] [--no-haproxy]
+#                    [--no-framed] [--no-nometrics] [--baseline BIN] [-- BENCH_ARGS]
+#     --quick        1.5 s per run instead of 5 s (about a minute per round)
+#     --rounds N     N rounds (default 1; 3 for figures worth comparing)
 #     BENCH_ARGS     passed to mqtls_bench, e.g. --scenarios connect-tls13,publish-64
 #   MQTLS_BENCH_BUILD=DIR   build directory (default: build)
 set -euo pipefail
@@ -34,6 +43,7 @@ want_haproxy=1
 want_framed=1
 want_nometrics=1
 baseline=""
+rounds=1
 bench_args=()
 
 while [ $# -gt 0 ]; do
@@ -41,6 +51,7 @@ while [ $# -gt 0 ]; do
     --quick) duration=1.5; warmup=0.5 ;;
     --duration) duration=$2; shift ;;
     --warmup) warmup=$2; shift ;;
+    --rounds) rounds=$2; shift ;;
     --no-haproxy) want_haproxy=0 ;;
     --no-framed) want_framed=0 ;;
     --no-nometrics) want_nometrics=0 ;;
@@ -51,6 +62,8 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
+
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: --rounds needs a positive number" >&2; exit 2; }
 
 say() { printf '\n== %s\n' "$*"; }
 
@@ -118,11 +131,22 @@ fi
 say "build"
 cmake -S "$root" -B "$build" -DMQTLS_TESTS=ON >"$work/cmake.log" 2>&1 ||
   { tail -n 30 "$work/cmake.log" >&2; exit 1; }
-cmake --build "$build" --target mqtls mqtls_bench >"$work/build.log" 2>&1 ||
+cmake --build "$build" --target mqtls mqtls_bench mqtls_ceiling >"$work/build.log" 2>&1 ||
   { tail -n 30 "$work/build.log" >&2; exit 1; }
 mqtls="$build/proxy/mqtls"
 bench="$build/tests/bench/mqtls_bench"
+ceiling="$build/tests/bench/mqtls_ceiling"
 echo "mqtls:     $("$mqtls" --version)"
+
+# Room for the idle scenario (tens of thousands of connections): as many descriptors as this
+# machine allows for everything started from here, and the whole ephemeral port range for the
+# proxies' own connections to the broker (all from 127.0.0.1). Neither changes mqtls's defaults.
+ulimit -Hn 1048576 2>/dev/null || true
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ -w /proc/sys/net/ipv4/ip_local_port_range ]; then
+  echo "1024 65535" >/proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+fi
+echo "open files: $(ulimit -n) per process; local ports $(cat /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)"
 
 say "PKI"
 certs="$build/certs"
@@ -173,6 +197,7 @@ upstream:
   port: $broker_port
 limits:
   drain_timeout: 1s
+  max_connections: 60000
   $extra
 YAML
   "$binary" --check --config "$work/$name.yaml"
@@ -198,15 +223,15 @@ helper_pids+=($!)
 extra_targets=()
 if [ "$want_nometrics" = 1 ]; then
   start_mqtls mqtls-nometrics "$mqtls"
-  extra_targets+=(--target "mqtls-nometrics=tls:$started_port:$started_pid,$broker_pid")
+  extra_targets+=("mqtls-nometrics=tls:$started_port:$started_pid,$broker_pid")
 fi
 if [ "$want_framed" = 1 ]; then
   start_mqtls mqtls-framed "$mqtls" "packet_framing: always"
-  extra_targets+=(--target "mqtls-framed=tls:$started_port:$started_pid,$broker_pid")
+  extra_targets+=("mqtls-framed=tls:$started_port:$started_pid,$broker_pid")
 fi
 if [ -n "$baseline" ]; then
   start_mqtls mqtls-before "$baseline"
-  extra_targets+=(--target "mqtls-before=tls:$started_port:$started_pid,$broker_pid")
+  extra_targets+=("mqtls-before=tls:$started_port:$started_pid,$broker_pid")
 fi
 
 mosq_tls_port=$(free_port)
@@ -232,9 +257,10 @@ pids+=("$mosq_tls_pid")
 wait_listening mosquitto-tls "$mosq_tls_pid" "$mosq_tls_port" "$work/mosquitto-tls.log"
 echo "mosquitto TLS listener        127.0.0.1:$mosq_tls_port  pid $mosq_tls_pid"
 
-targets=(--target "mqtls=tls:$mqtls_port:$mqtls_pid,$broker_pid"
+# NAME=tls|plain:PORT:PIDS per target, in the first round's order (mqtls first).
+targets=("mqtls=tls:$mqtls_port:$mqtls_pid,$broker_pid"
          "${extra_targets[@]}"
-         --target "mosquitto-tls=tls:$mosq_tls_port:$mosq_tls_pid")
+         "mosquitto-tls=tls:$mosq_tls_port:$mosq_tls_pid")
 
 if [ "$want_haproxy" = 1 ] && ! command -v haproxy >/dev/null && [ "$(id -u)" = 0 ] &&
     command -v apt-get >/dev/null; then
@@ -242,34 +268,78 @@ if [ "$want_haproxy" = 1 ] && ! command -v haproxy >/dev/null && [ "$(id -u)" = 
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy >"$work/apt.log" 2>&1 ||
     { echo "apt-get install haproxy failed:"; tail -n 3 "$work/apt.log"; }
 fi
-if [ "$want_haproxy" = 1 ] && command -v haproxy >/dev/null; then
-  haproxy_port=$(free_port)
+# start_haproxy NAME [BIND_OPTIONS]: HAProxy terminating mutual TLS in front of the plaintext
+# broker, BIND_OPTIONS appended to its bind line; adds it to the targets.
+start_haproxy() {
+  local name=$1 bind_extra=${2:-} port
+  port=$(free_port)
   cat "$certs/server-ec.pem" "$certs/server-ec.key" >"$work/haproxy.pem"
-  cat >"$work/haproxy.cfg" <<CFG
+  cat >"$work/$name.cfg" <<CFG
 global
   nbthread 1
-  maxconn 4096
+  maxconn 60000
 defaults
   mode tcp
   timeout connect 5s
-  timeout client 60s
-  timeout server 60s
+  timeout client 10m
+  timeout server 10m
 frontend mqtts
-  bind 127.0.0.1:$haproxy_port ssl crt $work/haproxy.pem ca-file $certs/ca-bundle.pem verify required
+  bind 127.0.0.1:$port ssl crt $work/haproxy.pem ca-file $certs/ca-bundle.pem verify required $bind_extra
   default_backend broker
 backend broker
   server mosquitto 127.0.0.1:$broker_port
 CFG
-  "${server_pin[@]}" haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
-  haproxy_pid=$!
-  pids+=("$haproxy_pid")
-  wait_listening haproxy "$haproxy_pid" "$haproxy_port" "$work/haproxy.log"
-  echo "haproxy -> broker             127.0.0.1:$haproxy_port  pid $haproxy_pid  ($(haproxy -v | head -n 1))"
-  targets+=(--target "haproxy=tls:$haproxy_port:$haproxy_pid,$broker_pid")
+  "${server_pin[@]}" haproxy -db -f "$work/$name.cfg" >"$work/$name.log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  wait_listening "$name" "$pid" "$port" "$work/$name.log"
+  printf '%-29s 127.0.0.1:%s  pid %s  (%s)\n' "$name -> broker" "$port" "$pid" \
+    "$(haproxy -v | head -n 1)"
+  targets+=("$name=tls:$port:$pid,$broker_pid")
+}
+
+if [ "$want_haproxy" = 1 ] && command -v haproxy >/dev/null; then
+  start_haproxy haproxy
+  start_haproxy haproxy-tuned no-tls-tickets
 else
   echo "haproxy: skipped (not installed and not installable, or --no-haproxy)"
 fi
-targets+=(--target "mosquitto-plain=plain:$broker_port:$broker_pid")
+targets+=("mosquitto-plain=plain:$broker_port:$broker_pid")
+
+say "ceiling"
+status=0
+# The in-process ceiling for each connect scenario mqtls_bench runs (all four by default), with
+# the client chain it presents (--chain leaf: the leaf-only file).
+requested=""
+ceiling_cert="$certs/client.pem"
+for ((i = 0; i + 1 < ${#bench_args[@]}; i++)); do
+  case "${bench_args[$i]}" in
+    --scenarios) requested=${bench_args[$((i + 1))]} ;;
+    --chain) [ "${bench_args[$((i + 1))]}" != leaf ] || ceiling_cert="$certs/client-leafonly.pem" ;;
+  esac
+done
+for ((i = 0; i + 1 < ${#bench_args[@]}; i++)); do
+  if [ "${bench_args[$i]}" = --leaf-cert ] && [ "$ceiling_cert" != "$certs/client.pem" ]; then
+    ceiling_cert=${bench_args[$((i + 1))]}
+  fi
+done
+ceiling_scenarios=""
+for scenario in connect-tls13 connect-tls12 resume-tls13 resume-tls12; do
+  if [ -z "$requested" ] || [[ ",$requested," == *",$scenario,"* ]]; then
+    ceiling_scenarios+="${ceiling_scenarios:+,}${scenario/connect-/full-}"
+  fi
+done
+: >"$work/ceiling.txt"
+if [ -n "$ceiling_scenarios" ]; then
+  ceiling_cmd=("${server_pin[@]}" "$ceiling" --config "$work/mqtls.yaml"
+               --cert "$ceiling_cert" --key "$certs/client.key" --ca "$certs/ca-bundle.pem"
+               --duration "$duration" --scenarios "$ceiling_scenarios")
+  echo "${ceiling_cmd[*]}"
+  "${ceiling_cmd[@]}" | tee "$work/ceiling.txt" ||
+    { status=$?; echo "bench.sh: mqtls_ceiling failed (status $status)" >&2; }
+else
+  echo "no connect scenario requested: no ceiling"
+fi
 
 say "benchmark"
 cat <<'NOTES'
@@ -279,13 +349,102 @@ notes: mosquitto-tls does TLS and brokering in one process; mqtls and haproxy ad
        (Nagle on), Mosquitto's CONNACK after a TLS 1.3 session ticket waits ~40 ms for an ACK.
        Rates vary with other load on this machine; CPU per operation varies less.
 NOTES
-bench_cmd=("${client_pin[@]}" "$bench" "${targets[@]}"
-           --ca "$certs/ca-bundle.pem" --cert "$certs/client.pem" --key "$certs/client.key"
-           --sub-cert "$certs/client2.pem" --sub-key "$certs/client2.key"
-           --duration "$duration" --warmup "$warmup" "${bench_args[@]}")
-echo "${bench_cmd[*]}"
-status=0
-"${bench_cmd[@]}" || status=$?
+count=${#targets[@]}
+for ((round = 1; round <= rounds; round++)); do
+  order=()
+  for ((i = 0; i < count; i++)); do
+    order+=(--target "${targets[$(((i + round - 1) % count))]}")
+  done
+  bench_cmd=("${client_pin[@]}" "$bench" "${order[@]}"
+             --ca "$certs/ca-bundle.pem" --cert "$certs/client.pem" --key "$certs/client.key"
+             --sub-cert "$certs/client2.pem" --sub-key "$certs/client2.key"
+             --duration "$duration" --warmup "$warmup" "${bench_args[@]}")
+  [ "$rounds" = 1 ] || say "round $round of $rounds"
+  echo "${bench_cmd[*]}"
+  "${bench_cmd[@]}" | tee "$work/round-$round.txt" || status=$?
+done
+
+say "summary"
+names=()
+for spec in "${targets[@]}"; do names+=("${spec%%=*}"); done
+python3 - "$work/ceiling.txt" "${names[*]}" "$work"/round-*.txt <<'PY'
+"""Medians over the rounds of mqtls_bench's tables, and mqtls against its ceiling."""
+import re
+import statistics
+import sys
+
+ceiling_path, names, paths = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
+subject = names[0]
+others = sorted(names[1:], key=lambda n: (not n.startswith("haproxy"), names.index(n)))
+# Table title prefix, the labels of the numbers in its cells, and whether higher is better.
+TABLES = [("Rates", ["rate"], True),
+          ("Latency", ["p50 us", "p99 us"], False),
+          ("Idle memory", ["KiB per connection"], False),
+          ("Server CPU", ["CPU us TLS process", "CPU us total"], False)]
+
+
+def parse(path):
+    """{(row title, label, higher is better): {target: value}} from one mqtls_bench report."""
+    figures, table, columns = {}, None, None
+    for line in open(path, errors="replace"):
+        line = line.rstrip()
+        match = [t for t in TABLES if line.startswith(t[0])]
+        if match:
+            table, columns = match[0], None
+        elif table is not None and not line:
+            table = None if columns is not None else table
+        elif table is not None:
+            cells = re.split(r"\s{2,}", line.strip())
+            if columns is None:
+                columns = [c for c in cells[1:] if c in names] if cells[0] == "scenario" else None
+                continue
+            title = re.sub(r" \([^()]*\)$", "", cells[0])
+            for target, cell in zip(columns, cells[1:]):
+                numbers = re.findall(r"\d+(?:\.\d+)?", cell.split(" (")[0])
+                for label, value in zip(table[1], numbers):
+                    figures.setdefault((title, label, table[2]), {})[target] = float(value)
+    return figures
+
+
+def number(value):
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+rounds = [parse(path) for path in paths]
+keys = list(dict.fromkeys(key for figures in rounds for key in figures))
+own = {key: [r[key][subject] for r in rounds if subject in r.get(key, {})] for key in keys}
+rows = [["figure", subject] + [f"/{other}" for other in others]]
+for key in keys:
+    if not own[key]:
+        continue
+    row = [f"{key[0]} {key[1]}", number(statistics.median(own[key]))]
+    for other in others:
+        ratios = [r[key][subject] / r[key][other] for r in rounds
+                  if subject in r.get(key, {}) and r[key].get(other, 0) > 0]
+        row.append(f"{statistics.median(ratios):.2f}" if ratios else "-")
+    rows.append(row)
+print(f"Medians over {len(paths)} round(s): {subject}'s figure, and its ratio to each target\n"
+      f"(median of the per-round ratios; rate > 1: {subject} faster; others < 1: {subject} lower)")
+widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+for row in rows:
+    print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+print()
+
+ceiling = {}
+for line in open(ceiling_path, errors="replace"):
+    found = re.match(r"ceiling (\S+) server_cpu_us=([\d.]+)", line)
+    if found:
+        ceiling[found[1]] = float(found[2])
+for key in keys:
+    found = re.fullmatch(r"connect TLS1\.(\d) (full|resumed)", key[0])
+    if key[1] != "CPU us TLS process" or not found or not own[key]:
+        continue
+    name = ("full" if found[2] == "full" else "resume") + "-tls1" + found[1]
+    if name in ceiling:
+        proxy, best = statistics.median(own[key]), ceiling[name]
+        print(f"{subject} end to end vs ceiling: {found[2]} TLS1.{found[1]} {100 * best / proxy:.0f}% "
+              f"(proxy CPU per handshake+CONNACK {proxy:.0f} us vs {best:.0f} us)")
+PY
 
 for pid in "${pids[@]}"; do
   if ! kill -0 "$pid" 2>/dev/null; then

@@ -134,7 +134,10 @@ SSL_TICKET_RETURN checkTicket(SSL* ssl, SSL_SESSION* session, const unsigned cha
     const bool verified = peer == nullptr || stillTrusted(SSL_get_SSL_CTX(ssl), peer);
     return verified ? SSL_TICKET_RETURN_USE_RENEW : SSL_TICKET_RETURN_IGNORE_RENEW;
   }
-  return status == SSL_TICKET_SUCCESS ? SSL_TICKET_RETURN_USE : SSL_TICKET_RETURN_USE_RENEW;
+  // A TLS 1.3 client uses a ticket once: without a new ticket after this resumption, its next
+  // reconnect would be a full handshake. A TLS 1.2 client keeps its ticket.
+  const bool renew = status == SSL_TICKET_SUCCESS_RENEW || SSL_version(ssl) >= TLS1_3_VERSION;
+  return renew ? SSL_TICKET_RETURN_USE_RENEW : SSL_TICKET_RETURN_USE;
 }
 
 int ticketCrypt(SSL* ssl, unsigned char* name, unsigned char* iv, EVP_CIPHER_CTX* cipher,

@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <map>
+#include <string>
 
 #include "report.h"
 #include "scenario.h"
@@ -36,12 +37,17 @@ bool makeContexts(const Options& options, std::map<int, ContextSet>& contexts) {
   return true;
 }
 
-void printSetup(const Options& options) {
+void printSetup(const Options& options, const std::string& chain) {
+  char rate[64] = "flat out";
+  if (options.rate > 0) {
+    std::snprintf(rate, sizeof rate, "%.0f msg/s", options.rate);
+  }
   std::printf(
       "mqtls_bench with %s: %.1f s per run after %.1f s warm-up, %d connect loops, "
-      "%d publisher(s), window %zu B\n",
+      "%d publisher(s), window %zu B, QoS %d, rate %s\n",
       OpenSSL_version(OPENSSL_VERSION), options.duration, options.warmup, options.concurrency,
-      options.publishers, options.window);
+      options.publishers, options.window, options.qos, rate);
+  std::printf("  client chain: %s\n", chain.c_str());
   for (const auto& target : options.targets) {
     std::printf("  target %-16s %s port %u, server pids", target.name.c_str(),
                 target.tls ? "mTLS" : "plaintext", ntohs(target.address.sin_port));
@@ -67,8 +73,35 @@ RunResult runOne(const Options& options, const Target& target, const Scenario& s
     use.client = contexts.at(scenario.tls_version).client.get();
     use.subscriber = contexts.at(scenario.tls_version).subscriber.get();
   }
-  return scenario.kind == ScenarioKind::Connect ? runConnectScenario(options, target, scenario, use)
-                                                : runPubSubScenario(options, target, scenario, use);
+  switch (scenario.kind) {
+    case ScenarioKind::Connect:
+      return runConnectScenario(options, target, scenario, use);
+    case ScenarioKind::Idle:
+      return runIdleScenario(options, target, scenario, use);
+    default:
+      return runPubSubScenario(options, target, scenario, use);
+  }
+}
+
+// The file descriptors the selected scenarios hold at once, with room for the rest.
+bool raiseLimits(const Options& options) {
+  std::size_t needed = largestIdleRun(options) + static_cast<std::size_t>(options.concurrency) +
+                       static_cast<std::size_t>(options.publishers) + 64;
+  std::string error;
+  if (!raiseFileLimit(needed, error)) {
+    std::fprintf(stderr, "mqtls_bench: %s\n", error.c_str());
+    return false;
+  }
+  return true;
+}
+
+// "leaf + 1 intermediate (FILE)": what the client connections present, from the loaded chain.
+std::string describeChain(const Options& options, SSL_CTX* ctx) {
+  STACK_OF(X509)* extra = nullptr;
+  SSL_CTX_get0_chain_certs(ctx, &extra);
+  int count = extra == nullptr ? 0 : sk_X509_num(extra);
+  std::string text = count == 0 ? "leaf only" : "leaf + " + std::to_string(count) + " CA cert(s)";
+  return text + " (" + options.client.cert + ")";
 }
 
 }  // namespace
@@ -82,10 +115,10 @@ int main(int argc, char** argv) {
     return *code;
   }
   std::map<int, ContextSet> contexts;
-  if (!makeContexts(options, contexts)) {
+  if (!raiseLimits(options) || !makeContexts(options, contexts)) {
     return 2;
   }
-  printSetup(options);
+  printSetup(options, describeChain(options, contexts.at(TLS1_3_VERSION).client.get()));
   std::vector<RunResult> results;
   bool failed = false;
   // Scenario by scenario, each target in turn: drifting background load then affects all

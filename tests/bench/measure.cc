@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -30,6 +31,16 @@ double processCpuSeconds(int pid) {
     }
   }
   return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+long processRssKib(int pid) {
+  std::ifstream file("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(file, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) {
+      return std::strtol(line.c_str() + 6, nullptr, 10);
+    }
+  }
+  return -1;
 }
 
 double selfCpuSeconds() {
@@ -66,6 +77,25 @@ double percentile(std::vector<std::uint32_t>& samples, double p) {
   std::sort(samples.begin(), samples.end());
   auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * samples.size()));
   return samples[std::clamp<std::size_t>(rank, 1, samples.size()) - 1];
+}
+
+bool raiseFileLimit(std::size_t needed, std::string& error) {
+  rlimit limit{};
+  getrlimit(RLIMIT_NOFILE, &limit);
+  rlim_t want = std::max<rlim_t>(limit.rlim_max, needed);
+  rlimit raised{want, want};
+  if (setrlimit(RLIMIT_NOFILE, &raised) != 0) {
+    raised = {limit.rlim_max, limit.rlim_max};  // beyond the hard limit needs privilege
+    setrlimit(RLIMIT_NOFILE, &raised);
+  }
+  getrlimit(RLIMIT_NOFILE, &limit);
+  if (limit.rlim_cur < needed) {
+    error = "needs " + std::to_string(needed) + " file descriptors but the limit is " +
+            std::to_string(limit.rlim_cur) +
+            " and cannot be raised (raise it with `ulimit -n` where the benchmark starts)";
+    return false;
+  }
+  return true;
 }
 
 }  // namespace mqtls::bench

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <openssl/ssl.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
@@ -13,17 +14,31 @@ namespace {
 constexpr const char* kUsage =
     "usage: mqtls_bench --target NAME=tls|plain:PORT[:PID[,PID...]] [--target ...]\n"
     "                   --cert FILE --key FILE [--ca FILE --verify-server]\n"
+    "                   [--chain full|leaf [--leaf-cert FILE]]\n"
     "                   [--sub-cert FILE --sub-key FILE] [--host 127.0.0.1]\n"
     "                   [--duration SEC] [--warmup SEC] [--concurrency N]\n"
-    "                   [--publishers N] [--window BYTES] [--scenarios a,b,...]\n"
+    "                   [--publishers N] [--window BYTES] [--qos 0|1] [--rate MSG_PER_SEC]\n"
+    "                   [--idle-connections N] [--idle-inflight N] [--source-addresses K]\n"
+    "                   [--scenarios a,b,...]\n"
     "\n"
     "Runs each scenario against each target in turn (never two at once) and prints rates,\n"
     "latencies and server CPU per operation, with ratios of the first target to the others.\n"
     "PIDs are the target's server-side processes, the one terminating TLS first; their CPU\n"
-    "time (from /proc/PID/stat) is reported per operation.\n"
+    "time (from /proc/PID/stat) is reported per operation, their memory (VmRSS) for idle runs.\n"
     "\n"
     "Scenarios: connect-tls13 connect-tls12 resume-tls13 resume-tls12 publish-64 publish-4k\n"
-    "           pingpong-64 (default: all)\n";
+    "           publish-16k pingpong-64 (default: all of these), and on request idle or\n"
+    "           idle-N: N connections (default --idle-connections 1000) opened with at most\n"
+    "           --idle-inflight (200) handshakes at once, held open --duration seconds,\n"
+    "           checked with a PINGREQ each, then closed; prints the servers' memory per\n"
+    "           connection. Client sockets bind to 127.0.0.1..127.0.0.K in rotation (K:\n"
+    "           --source-addresses, by default one per 20000 connections).\n"
+    "--qos 1: publishers send QoS 1 and keep at most the window unacknowledged (PUBACK and\n"
+    "         delivery); the subscriber subscribes at QoS 1 and acknowledges.\n"
+    "--rate:  messages per second across all publishers (0, the default: flat out).\n"
+    "--chain: the client chain the connect loops, publishers and idle connections present:\n"
+    "         full (--cert as given) or leaf (--leaf-cert, by default --cert with .pem\n"
+    "         replaced by -leafonly.pem).\n";
 
 std::vector<std::string> split(const std::string& text, char separator) {
   std::vector<std::string> parts;
@@ -61,6 +76,32 @@ bool parseTarget(const std::string& spec, const std::string& host, Target& targe
   return true;
 }
 
+// "idle" (with --idle-connections) or "idle-N"; false for other names or a bad N.
+bool idleScenario(const std::string& name, const Options& options, Scenario& scenario) {
+  std::size_t count = options.idle_connections;
+  if (name.rfind("idle-", 0) == 0) {
+    char* end = nullptr;
+    count = std::strtoull(name.c_str() + 5, &end, 10);
+    if (end == name.c_str() + 5 || *end != '\0') {
+      return false;
+    }
+  } else if (name != "idle") {
+    return false;
+  }
+  if (count == 0) {
+    return false;
+  }
+  scenario = {name,
+              "idle " + std::to_string(count) + " connections",
+              ScenarioKind::Idle,
+              TLS1_3_VERSION,
+              false,
+              0,
+              0,
+              count};
+  return true;
+}
+
 bool selectScenarios(const std::string& list, Options& options) {
   options.scenarios.clear();
   for (const auto& name : split(list, ',')) {
@@ -70,6 +111,11 @@ bool selectScenarios(const std::string& list, Options& options) {
         options.scenarios.push_back(scenario);
         found = true;
       }
+    }
+    Scenario idle;
+    if (!found && idleScenario(name, options, idle)) {
+      options.scenarios.push_back(idle);
+      found = true;
     }
     if (!found) {
       std::fprintf(stderr, "mqtls_bench: unknown scenario '%s'\n", name.c_str());
@@ -89,6 +135,8 @@ const std::vector<Scenario>& allScenarios() {
       {"resume-tls12", "connect TLS1.2 resumed", ScenarioKind::Connect, TLS1_2_VERSION, true, 0},
       {"publish-64", "publish QoS0 64 B", ScenarioKind::Throughput, TLS1_3_VERSION, false, 64},
       {"publish-4k", "publish QoS0 4 KiB", ScenarioKind::Throughput, TLS1_3_VERSION, false, 4096},
+      {"publish-16k", "publish QoS0 16 KiB", ScenarioKind::Throughput, TLS1_3_VERSION, false,
+       16384},
       {"pingpong-64", "ping-pong 64 B", ScenarioKind::PingPong, TLS1_3_VERSION, false, 64},
   };
   return scenarios;
@@ -98,7 +146,8 @@ namespace {
 
 // Applies one "--name value" option; false if the name is unknown.
 bool applyOption(const std::string& name, const std::string& value, Options& options,
-                 std::string& host, std::vector<std::string>& targets, std::string& scenarios) {
+                 std::string& host, std::vector<std::string>& targets, std::string& scenarios,
+                 std::string& leaf_cert) {
   if (name == "--target") {
     targets.push_back(value);
   } else if (name == "--host") {
@@ -125,6 +174,21 @@ bool applyOption(const std::string& name, const std::string& value, Options& opt
     options.window = std::strtoull(value.c_str(), nullptr, 10);
   } else if (name == "--scenarios") {
     scenarios = value;
+  } else if (name == "--qos") {
+    options.qos = value == "0" ? 0 : value == "1" ? 1 : -1;
+  } else if (name == "--rate") {
+    options.rate = std::atof(value.c_str());
+  } else if (name == "--chain") {
+    options.chain = value == "leaf" ? Chain::Leaf : Chain::Full;
+    return value == "leaf" || value == "full";
+  } else if (name == "--leaf-cert") {
+    leaf_cert = value;
+  } else if (name == "--idle-connections") {
+    options.idle_connections = std::strtoull(value.c_str(), nullptr, 10);
+  } else if (name == "--idle-inflight") {
+    options.idle_inflight = std::atoi(value.c_str());
+  } else if (name == "--source-addresses") {
+    options.source_addresses = std::atoi(value.c_str());
   } else {
     return false;
   }
@@ -134,15 +198,57 @@ bool applyOption(const std::string& name, const std::string& value, Options& opt
 bool valid(const Options& options) {
   return !options.targets.empty() && !options.client.cert.empty() && !options.client.key.empty() &&
          options.duration > 0 && options.warmup >= 0 && options.concurrency >= 1 &&
-         options.publishers >= 1 && options.window >= 1;
+         options.publishers >= 1 && options.window >= 1 && options.qos >= 0 && options.rate >= 0 &&
+         options.idle_connections >= 1 && options.idle_inflight >= 1 &&
+         options.source_addresses >= 0 && options.source_addresses <= 254;
+}
+
+// Publish titles name the QoS in use.
+void applyQos(Options& options) {
+  for (auto& scenario : options.scenarios) {
+    if (scenario.kind != ScenarioKind::Throughput) {
+      continue;
+    }
+    scenario.qos = options.qos;
+    auto at = scenario.title.find("QoS0");
+    if (at != std::string::npos) {
+      scenario.title.replace(at, 4, "QoS" + std::to_string(options.qos));
+    }
+  }
+}
+
+// --chain leaf: the leaf-only file given, or the one certs/gen.sh writes beside --cert.
+void applyChain(Options& options, const std::string& leaf_cert) {
+  if (options.chain != Chain::Leaf) {
+    return;
+  }
+  std::string file = leaf_cert;
+  const std::string suffix = ".pem";
+  const std::string& cert = options.client.cert;
+  if (file.empty() && cert.size() > suffix.size() &&
+      cert.compare(cert.size() - suffix.size(), suffix.size(), suffix) == 0) {
+    file = cert.substr(0, cert.size() - suffix.size()) + "-leafonly.pem";
+  }
+  options.client.cert = file.empty() ? cert : file;
 }
 
 }  // namespace
+
+std::size_t largestIdleRun(const Options& options) {
+  std::size_t largest = 0;
+  for (const auto& scenario : options.scenarios) {
+    if (scenario.kind == ScenarioKind::Idle) {
+      largest = std::max(largest, scenario.connections);
+    }
+  }
+  return largest;
+}
 
 std::optional<int> parseOptions(int argc, char** argv, Options& options) {
   std::string host = "127.0.0.1";
   std::vector<std::string> target_specs;
   std::string scenarios;
+  std::string leaf_cert;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
@@ -152,7 +258,7 @@ std::optional<int> parseOptions(int argc, char** argv, Options& options) {
     if (arg == "--verify-server") {
       options.client.verify_server = options.subscriber.verify_server = true;
     } else if (i + 1 >= argc ||
-               !applyOption(arg, argv[++i], options, host, target_specs, scenarios)) {
+               !applyOption(arg, argv[++i], options, host, target_specs, scenarios, leaf_cert)) {
       std::fprintf(stderr, "mqtls_bench: unknown argument or missing value: '%s'\n%s", arg.c_str(),
                    kUsage);
       return 2;
@@ -180,6 +286,8 @@ std::optional<int> parseOptions(int argc, char** argv, Options& options) {
     std::fprintf(stderr, "mqtls_bench: missing or invalid arguments\n%s", kUsage);
     return 2;
   }
+  applyQos(options);
+  applyChain(options, leaf_cert);
   return std::nullopt;
 }
 

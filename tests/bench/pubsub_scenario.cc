@@ -1,7 +1,9 @@
 // Message throughput and ping-pong latency: one subscriber and N publishers, all connected
-// through the target, on one topic at QoS 0. Each publisher keeps at most `window` payload bytes
-// in flight, counted from the sequence numbers the subscriber has seen (so a lost message
-// cannot stall it); ping-pong is the same with a window of one message.
+// through the target, on one topic at QoS 0 or 1. Each publisher keeps at most `window` payload
+// bytes in flight, counted from the sequence numbers the subscriber has seen (so a lost message
+// cannot stall it) and at QoS 1 also from the PUBACKs it has received; ping-pong is the same
+// with a window of one message. With a rate, publishers share it evenly and send what their
+// share allows after each batch of events. Latency is publish to delivery.
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +21,53 @@ constexpr std::uint32_t kMagic = 0x4d515442;  // "MQTB"
 constexpr std::size_t kHeaderBytes = 24;      // magic, publisher, sequence, send time
 constexpr std::size_t kMaxPendingOutput = 64 * 1024;
 constexpr auto kSetupTimeout = std::chrono::seconds(10);
+constexpr std::uint8_t kPuback = 4;
+constexpr std::uint64_t kMaxPacketIds = 65535;
+
+void appendLength(std::vector<std::uint8_t>& out, std::size_t length) {
+  do {
+    std::uint8_t byte = length % 128;
+    length /= 128;
+    out.push_back(length > 0 ? byte | 0x80 : byte);
+  } while (length > 0);
+}
+
+void appendU16(std::vector<std::uint8_t>& out, std::size_t value) {
+  out.push_back(static_cast<std::uint8_t>(value >> 8));
+  out.push_back(static_cast<std::uint8_t>(value & 0xFF));
+}
+
+// PUBLISH fixed header, topic and (QoS 1) packet id; the caller appends the payload.
+void appendPublish(std::vector<std::uint8_t>& out, std::string_view topic, int qos,
+                   std::uint16_t packet_id, std::size_t payload_size) {
+  if (qos == 0) {
+    appendPublishHeader(out, topic, payload_size);
+    return;
+  }
+  out.push_back(0x32);
+  appendLength(out, 2 + topic.size() + 2 + payload_size);
+  appendU16(out, topic.size());
+  out.insert(out.end(), topic.begin(), topic.end());
+  appendU16(out, packet_id);
+}
+
+// SUBSCRIBE (packet id 1) to one topic filter at `qos`.
+std::vector<std::uint8_t> subscribePacket(std::string_view topic, int qos) {
+  std::vector<std::uint8_t> body;
+  appendU16(body, 1);
+  appendU16(body, topic.size());
+  body.insert(body.end(), topic.begin(), topic.end());
+  body.push_back(static_cast<std::uint8_t>(qos));
+  std::vector<std::uint8_t> out{0x82};
+  appendLength(out, body.size());
+  out.insert(out.end(), body.begin(), body.end());
+  return out;
+}
+
+// Packet ids 1..65535 in turn, one per sequence number.
+std::uint16_t packetIdFor(std::uint64_t sequence) {
+  return static_cast<std::uint16_t>(sequence % kMaxPacketIds + 1);
+}
 
 std::uint64_t nowNanos() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
@@ -38,6 +87,12 @@ class PubSubRun;
 class Subscriber : public MqttClient {
  public:
   Subscriber(EventLoop& loop, PubSubRun& run) : MqttClient(loop), run_(run) {}
+  // Sends the PUBACKs queued since the last call (QoS 1), in as few TLS records as possible.
+  void flushAcks() {
+    if (isOpen() && pendingOutput() > 0) {
+      flush();
+    }
+  }
 
  protected:
   void onConnected() override;
@@ -54,11 +109,11 @@ class Publisher : public MqttClient {
       : MqttClient(loop), run_(run), index_(index), window_(window) {}
 
   bool ready() const { return ready_; }
-  std::uint64_t freeWindow() const { return window_ - (next_sequence_ - acknowledged_); }
-  // Nothing waits for the socket and at least a quarter of the window is free.
-  bool wantsMore() const {
-    return pendingOutput() == 0 && freeWindow() >= std::max<std::uint64_t>(1, window_ / 4);
-  }
+  // Messages that may be sent now: the free part of the window, capped by the rate's share.
+  std::uint64_t sendable() const;
+  // Nothing waits for the socket and at least a quarter of the window (with a rate: one
+  // message) may be sent.
+  bool wantsMore() const;
   // The subscriber saw `sequence`: it and everything before it have left the network. Adds
   // skipped sequence numbers to `lost`; false if `sequence` was seen already.
   bool acknowledge(std::uint64_t sequence, std::uint64_t& lost);
@@ -67,7 +122,7 @@ class Publisher : public MqttClient {
 
  protected:
   void onConnected() override;
-  void onPacket(const Frame&) override {}
+  void onPacket(const Frame& frame) override;
   void onFailure(const std::string& what, bool fatal) override;
   void onDrained() override { pump(); }
 
@@ -80,6 +135,7 @@ class Publisher : public MqttClient {
   bool ready_ = false;
   std::uint64_t next_sequence_ = 0;
   std::uint64_t acknowledged_ = 0;  // next sequence the subscriber is expected to see
+  std::uint64_t pubacked_ = 0;      // QoS 1: next sequence whose PUBACK is expected
 };
 
 class PubSubRun {
@@ -90,6 +146,10 @@ class PubSubRun {
 
   const std::string& topic() const { return topic_; }
   std::size_t payloadSize() const { return scenario_.payload; }
+  int qos() const { return scenario_.qos; }
+  bool paced() const { return options_.rate > 0; }
+  // With a rate: how many messages each publisher may have sent by now; unlimited without.
+  std::uint64_t allowance() const;
   bool publishing() const { return publishing_; }
   void connected() { checkReady(); }
   void subscribed() {
@@ -117,11 +177,12 @@ class PubSubRun {
   bool ready_ = false;
   bool publishing_ = false;
   bool measuring_ = false;
+  Clock::time_point publishing_since_{};
   RunResult result_;
 };
 
 void Subscriber::onConnected() {
-  auto subscribe = encodeSubscribe(1, run_.topic());
+  auto subscribe = subscribePacket(run_.topic(), run_.qos());
   output().insert(output().end(), subscribe.begin(), subscribe.end());
   flush();
 }
@@ -134,7 +195,17 @@ void Subscriber::onPacket(const Frame& frame) {
     }
     run_.subscribed();
   } else if (frame.type == PacketType::Publish) {
-    run_.message(publishPayload(frame.body));
+    auto payload = publishPayload(frame.body);
+    if ((frame.flags & 0x06) != 0) {  // QoS 1 or 2: a packet id precedes the payload
+      if (payload.size() < 2) {
+        run_.failed("subscriber received a malformed PUBLISH", true);
+        return;
+      }
+      std::uint8_t puback[] = {kPuback << 4, 2, payload[0], payload[1]};
+      output().insert(output().end(), std::begin(puback), std::end(puback));
+      payload = payload.subspan(2);
+    }
+    run_.message(payload);
   }
 }
 
@@ -145,6 +216,30 @@ void Subscriber::onFailure(const std::string& what, bool) {
 void Publisher::onConnected() {
   ready_ = true;
   run_.connected();
+}
+
+void Publisher::onPacket(const Frame& frame) {
+  if (static_cast<std::uint8_t>(frame.type) != kPuback) {
+    return;
+  }
+  if (frame.body.size() < 2 || pubacked_ >= next_sequence_ ||
+      ((frame.body[0] << 8) | frame.body[1]) != packetIdFor(pubacked_)) {
+    run_.failed("publisher received a PUBACK for a packet id it did not expect", true);
+    return;
+  }
+  ++pubacked_;
+}
+
+std::uint64_t Publisher::sendable() const {
+  std::uint64_t oldest = run_.qos() > 0 ? std::min(acknowledged_, pubacked_) : acknowledged_;
+  std::uint64_t in_window = window_ - (next_sequence_ - oldest);
+  std::uint64_t allowed = run_.allowance();
+  return std::min(in_window, allowed > next_sequence_ ? allowed - next_sequence_ : 0);
+}
+
+bool Publisher::wantsMore() const {
+  std::uint64_t least = run_.paced() ? 1 : std::max<std::uint64_t>(1, window_ / 4);
+  return pendingOutput() == 0 && sendable() >= least;
 }
 
 void Publisher::onFailure(const std::string& what, bool) {
@@ -162,7 +257,7 @@ bool Publisher::acknowledge(std::uint64_t sequence, std::uint64_t& lost) {
 
 void Publisher::appendMessage() {
   auto& out = output();
-  appendPublishHeader(out, run_.topic(), run_.payloadSize());
+  appendPublish(out, run_.topic(), run_.qos(), packetIdFor(next_sequence_), run_.payloadSize());
   MessageHeader header{kMagic, index_, next_sequence_++, nowNanos()};
   const auto* bytes = reinterpret_cast<const std::uint8_t*>(&header);
   out.insert(out.end(), bytes, bytes + sizeof header);
@@ -173,8 +268,8 @@ void Publisher::pump() {
   if (!ready_ || !run_.publishing()) {
     return;
   }
-  while (isOpen() && freeWindow() > 0) {
-    while (freeWindow() > 0 && pendingOutput() < kMaxPendingOutput) {
+  while (isOpen() && sendable() > 0) {
+    while (sendable() > 0 && pendingOutput() < kMaxPendingOutput) {
       appendMessage();
     }
     flush();
@@ -197,6 +292,7 @@ PubSubRun::PubSubRun(const Options& options, const Target& target, const Scenari
   bool ping_pong = scenario.kind == ScenarioKind::PingPong;
   std::uint64_t window =
       ping_pong ? 1 : std::max<std::uint64_t>(1, options.window / scenario.payload);
+  window = std::min(window, kMaxPacketIds);
   int count = ping_pong ? 1 : options.publishers;
   for (int i = 0; i < count; ++i) {
     publishers_.push_back(std::make_unique<Publisher>(loop_, *this, i, window));
@@ -223,10 +319,16 @@ void PubSubRun::message(std::span<const std::uint8_t> payload) {
   result_.ops++;
   result_.errors += lost;
   result_.payload_bytes += payload.size();
-  if (scenario_.kind == ScenarioKind::PingPong) {
-    auto micros = (nowNanos() - header.sent_ns) / 1000;
-    result_.latency_us.push_back(static_cast<std::uint32_t>(micros));
+  auto micros = (nowNanos() - header.sent_ns) / 1000;
+  result_.latency_us.push_back(static_cast<std::uint32_t>(micros));
+}
+
+std::uint64_t PubSubRun::allowance() const {
+  if (options_.rate <= 0) {
+    return UINT64_MAX;
   }
+  double seconds = std::chrono::duration<double>(Clock::now() - publishing_since_).count();
+  return 1 + static_cast<std::uint64_t>(seconds * options_.rate / publishers_.size());
 }
 
 void PubSubRun::failed(const std::string& what, bool) {
@@ -251,6 +353,7 @@ void PubSubRun::checkReady() {
 // Runs once per batch of events rather than per message, so publishers write full TLS records
 // instead of one record per message.
 void PubSubRun::pumpPublishers() {
+  subscriber_.flushAcks();
   for (auto& publisher : publishers_) {
     if (publisher->wantsMore()) {
       publisher->pump();
@@ -293,6 +396,7 @@ RunResult PubSubRun::run() {
   if (setUp()) {
     result_.tls = describeTls(subscriber_.transport()->ssl());
     publishing_ = true;
+    publishing_since_ = Clock::now();
     pumpPublishers();
     auto warmup = std::chrono::duration<double>(options_.warmup);
     loop_.run(Clock::now() + std::chrono::duration_cast<Clock::duration>(warmup),

@@ -23,6 +23,10 @@ std::string number(double value) {
   return format(value >= 100 || value == 0 ? "%.0f" : value >= 10 ? "%.1f" : "%.2f", value);
 }
 
+std::string ratio(double subject, double other) {
+  return other > 0 ? format("%.2f", subject / other) : "-";
+}
+
 bool usable(const RunResult* result) {
   return result != nullptr && !result->skipped && result->failure.empty();
 }
@@ -61,9 +65,32 @@ std::string rateCell(const Scenario& scenario, const RunResult& result) {
   return cell;
 }
 
+constexpr double kPercentiles[] = {50, 99, 99.9};
+
 std::string latencyCell(RunResult& result) {
-  return number(percentile(result.latency_us, 50)) + " / " +
-         number(percentile(result.latency_us, 99));
+  std::string cell;
+  for (double p : kPercentiles) {
+    cell += (cell.empty() ? "" : " / ") + number(percentile(result.latency_us, p));
+  }
+  return cell;
+}
+
+std::string latencyRatio(RunResult& a, RunResult& b) {
+  std::string cell;
+  for (double p : kPercentiles) {
+    cell += (cell.empty() ? "" : " / ") +
+            ratio(percentile(a.latency_us, p), percentile(b.latency_us, p));
+  }
+  return cell;
+}
+
+double perConnection(double kib, const RunResult& result) {
+  return result.connections > 0 ? kib / static_cast<double>(result.connections) : 0;
+}
+
+std::string memoryCell(const RunResult& result) {
+  return number(perConnection(result.memory_server_kib, result)) + " / " +
+         number(perConnection(result.memory_total_kib, result));
 }
 
 std::string cpuCell(const RunResult& result) {
@@ -79,6 +106,8 @@ const char* unitOf(const Scenario& scenario) {
       return "msg/s";
     case ScenarioKind::PingPong:
       return "round trips/s";
+    case ScenarioKind::Idle:
+      return "conn/s while opening";
   }
   return "";
 }
@@ -153,9 +182,19 @@ class Report {
         if (scenario.resume) {
           std::printf("; resumed %.1f%%", 100.0 * result->resumed / result->ops);
         }
+        if (scenario.kind != ScenarioKind::PingPong && target.tls) {
+          std::printf("; client chain %s", options_.chain == Chain::Leaf ? "leaf only" : "full");
+        }
+        if (scenario.kind == ScenarioKind::Idle) {
+          std::printf("; %llu held open, RSS +%.0f KiB (TLS process) / +%.0f KiB (all)",
+                      static_cast<unsigned long long>(result->connections),
+                      result->memory_server_kib, result->memory_total_kib);
+        }
         double generator = result->generator_cpu / result->seconds;
         std::printf("; %s %llu; server CPU %.0f%%; generator CPU %.0f%%%s\n",
-                    scenario.kind == ScenarioKind::Connect ? "errors" : "lost",
+                    scenario.kind == ScenarioKind::Connect || scenario.kind == ScenarioKind::Idle
+                        ? "errors"
+                        : "lost",
                     static_cast<unsigned long long>(result->errors),
                     100 * result->total_cpu / result->seconds, 100 * generator,
                     generator >= kGeneratorBound ? " (generator-bound: rate understated)" : "");
@@ -169,15 +208,27 @@ class Report {
   std::vector<RunResult>& results_;
 };
 
-std::string ratio(double subject, double other) {
-  return other > 0 ? format("%.2f", subject / other) : "-";
-}
-
 }  // namespace
 
 void printProgress(const Scenario& scenario, const RunResult& result) {
   if (result.skipped) {
     return;
+  }
+  if (scenario.kind == ScenarioKind::Idle && result.connections > 0) {
+    std::printf(
+        "  %-24s %-16s idle connections: %llu open, %llu errors, %.1f KiB per connection "
+        "(RSS delta / N; %.1f KiB with all server processes)\n",
+        scenario.title.c_str(), result.target.c_str(),
+        static_cast<unsigned long long>(result.connections),
+        static_cast<unsigned long long>(result.errors),
+        perConnection(result.memory_server_kib, result),
+        perConnection(result.memory_total_kib, result));
+    if (result.memory_server_kib <= 0) {
+      std::printf(
+          "  %-24s %-16s (memory did not grow: the process reuses memory kept from an "
+          "earlier run or no PIDs were given; measure on a freshly started target)\n",
+          scenario.title.c_str(), result.target.c_str());
+    }
   }
   if (!result.failure.empty()) {
     std::printf("  %-24s %-16s FAILED: %s\n", scenario.title.c_str(), result.target.c_str(),
@@ -194,23 +245,37 @@ void printReport(const Options& options, std::vector<RunResult>& results) {
   Report report(options, results);
   const std::string& subject = options.targets[0].name;
   auto all = [](const Scenario&) { return true; };
-  auto timed = [](const Scenario& s) { return s.kind != ScenarioKind::Throughput; };
+  auto timed = [](const Scenario& s) { return s.kind != ScenarioKind::Idle; };
+  auto idle = [](const Scenario& s) { return s.kind == ScenarioKind::Idle; };
   std::printf("\nRates, operations per second (higher is better; ratio > 1: %s is faster)\n",
               subject.c_str());
   report.table(
       report.header("scenario", ""), all, rateCell,
       [](RunResult& a, RunResult& b) { return ratio(rate(a), rate(b)); }, true);
-  std::printf(
-      "Latency p50 / p99 in us (connect: TCP connect to CONNACK; ping-pong: publish to "
-      "delivery; lower is better)\n");
-  report.table(
-      report.header("scenario", " p50/p99"), timed,
-      [](const Scenario&, RunResult& r) { return latencyCell(r); },
-      [](RunResult& a, RunResult& b) {
-        return ratio(percentile(a.latency_us, 50), percentile(b.latency_us, 50)) + " / " +
-               ratio(percentile(a.latency_us, 99), percentile(b.latency_us, 99));
-      },
-      false);
+  if (std::any_of(options.scenarios.begin(), options.scenarios.end(), timed)) {
+    std::printf(
+        "Latency p50 / p99 / p99.9 in us (connect: TCP connect to CONNACK; publish and "
+        "ping-pong:\npublish to delivery, flat out mostly the window's queueing; lower is "
+        "better)\n");
+    report.table(
+        report.header("scenario", " p50/p99/p99.9"), timed,
+        [](const Scenario&, RunResult& r) { return latencyCell(r); }, latencyRatio, false);
+  }
+  if (std::any_of(options.scenarios.begin(), options.scenarios.end(), idle)) {
+    std::printf(
+        "Idle memory per connection in KiB (VmRSS with all open minus before opening, / N):\n"
+        "TLS-terminating process / all server-side processes (lower is better; the ratio\n"
+        "compares the TLS-terminating processes: a broker shared by targets may keep memory\n"
+        "from an earlier run)\n");
+    report.table(
+        report.header("scenario", " TLS process"), idle,
+        [](const Scenario&, RunResult& r) { return memoryCell(r); },
+        [](RunResult& a, RunResult& b) {
+          return ratio(perConnection(a.memory_server_kib, a),
+                       perConnection(b.memory_server_kib, b));
+        },
+        false);
+  }
   std::printf(
       "Server CPU per operation in us: TLS-terminating process / all server-side processes\n"
       "incl. the broker (lower is better; the ratio compares the totals)\n");

@@ -24,6 +24,10 @@ RunResult runConnectScenario(const Options& options, const Target& target, const
 RunResult runPubSubScenario(const Options& options, const Target& target, const Scenario& scenario,
                             const ClientContexts& contexts);
 
+// Idle connections (ScenarioKind::Idle): memory per connection held open.
+RunResult runIdleScenario(const Options& options, const Target& target, const Scenario& scenario,
+                          const ClientContexts& contexts);
+
 // "TLSv1.3 TLS_AES_256_GCM_SHA384 x25519" for an established connection; "plaintext" for null.
 std::string describeTls(SSL* ssl);
 

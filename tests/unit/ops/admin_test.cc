@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <thread>
@@ -403,9 +404,19 @@ TEST_F(ConfigTest, MetricsListenIsTheAdminAddressWhenAdminHasNone) {
       "2:17", "admin.listen", "differs from metrics.listen");
 }
 
-TEST_F(ConfigTest, AdminTlsAndBadAddressesAreRefused) {
-  expectOneError(load("admin:\n  listen: 127.0.0.1:9100\n  tls: {cert: a.pem}\n" + kListeners),
-                 "3:8", "admin.tls", "not supported yet");
+TEST_F(ConfigTest, AdminTlsProblemsAndBadAddressesAreRefused) {
+  const LoadResult sni = load(
+      "admin:\n  listen: 127.0.0.1:9100\n  tls:\n    cert: ${CERTS}/server-ec.pem\n"
+      "    sni: []\n" +
+      kListeners);
+  EXPECT_FALSE(sni.ok());
+  const auto named = [&](const std::string& key) {
+    return std::count_if(sni.errors.begin(), sni.errors.end(), [&](const std::string& e) {
+      return e.find(": " + key + ": ") != std::string::npos;
+    });
+  };
+  EXPECT_EQ(named("admin.tls.sni"), 1) << joinErrors(sni);
+  EXPECT_EQ(named("admin.tls.key"), 1) << joinErrors(sni);  // a listener's tls rules apply
   expectOneError(load("admin:\n  listen: ::1:9100\n" + kListeners), "2:11", "admin.listen",
                  "needs brackets");
   expectOneError(load("admin:\n  allow_mutations: maybe\n" + kListeners), "2:20",

@@ -217,6 +217,40 @@ TEST_P(SessionTest, TicketsResumeAcrossContextsReadingTheSameKeyFile) {
   EXPECT_TRUE(across->resumed);
 }
 
+// The sessions a client was given (each TLS 1.3 ticket, each TLS 1.2 session), newest last.
+std::vector<SslSessionPtr>& sessionsGiven(SSL_CTX* client) {
+  static std::vector<SslSessionPtr> given;  // one client context per test at a time
+  SSL_CTX_set_session_cache_mode(client, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(client, [](SSL*, SSL_SESSION* session) {
+    given.emplace_back(session);  // takes the reference OpenSSL passes
+    return 1;
+  });
+  return given;
+}
+
+TEST_P(SessionTest, TicketsKeepResumingOnEveryReconnect) {
+  auto context = TlsContext::create(ticketSettings(GetParam(), writeKeyFile("renew.keys", 1)));
+  ASSERT_TRUE(context.ok()) << context.error().message;
+  SslCtxPtr client = clientContext("client");
+  std::vector<SslSessionPtr>& given = sessionsGiven(client.get());
+  given.clear();
+  ASSERT_TRUE(handshake(**context, client.get())->done);
+  for (int reconnect = 1; reconnect <= 3; ++reconnect) {
+    // A TLS 1.3 client uses each ticket once (RFC 8446 C.4): every resumption must hand it a
+    // new one, or its next reconnect is a full handshake.
+    ASSERT_FALSE(given.empty()) << "no session to resume for reconnect " << reconnect;
+    SslSessionPtr newest = std::move(given.back());
+    given.clear();
+    auto next = handshake(**context, client.get(), newest.get());
+    ASSERT_TRUE(next->done);
+    EXPECT_TRUE(next->resumed) << "reconnect " << reconnect;
+    if (GetParam() == config::TlsVersion::Tls12) {
+      given.push_back(std::move(newest));  // TLS 1.2 keeps resuming the same session
+    }
+  }
+  given.clear();
+}
+
 TEST_P(SessionTest, AnUnusableTicketKeyFileIsABuildError) {
   BuildReport report;
   EXPECT_FALSE(TlsContext::build(ticketSettings(GetParam(), tempPath("missing.keys")), report));
