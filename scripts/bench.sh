@@ -146,6 +146,9 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if [ -w /proc/sys/net/ipv4/ip_local_port_range ]; then
   echo "1024 65535" >/proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
 fi
+# HAProxy reserves two descriptors per connection up front and refuses to start beyond the limit.
+haproxy_maxconn=$((($(ulimit -n) - 200) / 2))
+[ "$haproxy_maxconn" -gt 60000 ] && haproxy_maxconn=60000
 echo "open files: $(ulimit -n) per process; local ports $(cat /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)"
 
 say "PKI"
@@ -277,7 +280,7 @@ start_haproxy() {
   cat >"$work/$name.cfg" <<CFG
 global
   nbthread 1
-  maxconn 60000
+  maxconn $haproxy_maxconn
 defaults
   mode tcp
   timeout connect 5s
