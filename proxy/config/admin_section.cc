@@ -23,6 +23,13 @@ void readAdminTls(Context& ctx, const Field& field, Admin& admin) {
     }
   }
   readTls(ctx, field, tls);
+  if (tls.client_auth == ClientAuth::Optional) {
+    const Field auth{field.node["client_auth"], childPath(field.path, "client_auth"),
+                     field.node["client_auth"].Mark()};
+    ctx.diag.add(auth.mark, auth.path,
+                 "optional would let clients without a certificate in; use required (with "
+                 "client_ca) or none");
+  }
   admin.tls = std::move(tls);
 }
 
@@ -34,11 +41,17 @@ void readAdmin(Context& ctx, const Field& field, const Metrics& metrics, Admin& 
                  admin.allow_mutations);
   readEnum<bool>(ctx, section.field("broker_check"), {{"always", true}, {"on_demand", false}},
                  admin.broker_check_always);
-  readAdminTls(ctx, section.field("tls"), admin);
+  const Field tls = section.field("tls");
+  readAdminTls(ctx, tls, admin);
   const Field listen = section.field("listen");
   auto text = readString(ctx, listen);
   if (!text || text->empty()) {
     admin.listen = metrics.listen;  // the older key names the same listener
+    if (admin.listen.empty() && tls.present()) {
+      ctx.diag.add(tls.mark, tls.path,
+                   "the admin listener is off (admin.listen is empty); set admin.listen or "
+                   "remove tls");
+    }
     return;
   }
   if (std::string problem = checkListenAddress(*text); !problem.empty()) {

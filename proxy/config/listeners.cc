@@ -36,6 +36,9 @@ ReadListener readListener(Context& ctx, const Field& field, std::size_t index) {
   if (auto name = readString(ctx, read.name)) {
     if (name->empty()) {
       ctx.diag.add(read.name.mark, read.name.path, "the name is empty; give a short name");
+    } else if (*name == "admin") {
+      ctx.diag.add(read.name.mark, read.name.path,
+                   "'admin' names the admin listener in metrics and reloads; choose another name");
     } else {
       listener.name = *name;
     }

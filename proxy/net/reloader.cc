@@ -76,6 +76,10 @@ std::vector<std::string> restartOnlyChanges(const config::Config& running,
   check("admin.allow_mutations", running.admin.allow_mutations == next.admin.allow_mutations);
   check("admin.broker_check", running.admin.broker_check_always == next.admin.broker_check_always);
   check("admin.tls (on or off)", running.admin.tls.has_value() == next.admin.tls.has_value());
+  if (running.admin.tls && next.admin.tls) {
+    check("admin.tls.client_auth (client certificates required or not)",
+          running.admin.tls->client_auth == next.admin.tls->client_auth);
+  }
   check("listeners (count)", running.listeners.size() == next.listeners.size());
   for (std::size_t i = 0; i < running.listeners.size() && i < next.listeners.size(); ++i) {
     const auto &a = running.listeners[i], &b = next.listeners[i];
@@ -211,7 +215,7 @@ std::string Reloader::placed(const ListenerState& state, const tls::SettingProbl
   const std::string path = state.path + "." + problem.key;
   auto at = positions_.find(path);
   if (at == positions_.end() || at->second.line == 0) {
-    return "tls." + problem.key + ": " + problem.message;
+    return state.path + "." + problem.key + ": " + problem.message;
   }
   return running_.source_path + ":" + std::to_string(at->second.line) + ":" +
          std::to_string(at->second.column) + ": " + at->second.path + ": " + problem.message;
@@ -278,7 +282,9 @@ ReloadResult Reloader::reloadFiles(std::string_view trigger, bool force, bool al
 ListenerReload Reloader::applyListener(ListenerState& state, const config::Config& next) {
   const config::TlsSettings* settings = nullptr;
   if (state.index == kAdmin) {
-    if (next.admin.tls && next.admin.listen == running_.admin.listen) {
+    // Whether a client certificate is required is restart-only (restartOnlyChanges says so).
+    if (next.admin.tls && next.admin.listen == running_.admin.listen &&
+        next.admin.tls->client_auth == running_.admin.tls->client_auth) {
       settings = &*next.admin.tls;
     }
   } else if (state.index < next.listeners.size()) {

@@ -94,6 +94,7 @@ void AdminServer::Impl::onRequest(evhttp_request* req, void* self) {
 
 void AdminServer::Impl::route(evhttp_request* req) {
   if (settings_.tls_context && !overTls(req)) {
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
     reply(req, HttpReply{400, "this admin listener speaks HTTPS only\n"});
     return;
   }

@@ -148,10 +148,28 @@ Status AdminServer::Impl::bind() {
   return Status::success();
 }
 
+// The ex_data slot where each admin SSL keeps the context it was made from (a heap shared_ptr,
+// freed with the SSL): a reload replacing the context cannot destroy what a connection uses.
+static int pinnedContextSlot() {
+  static const int slot = SSL_get_ex_new_index(
+      0, nullptr, nullptr, nullptr, [](void*, void* pinned, CRYPTO_EX_DATA*, int, long, void*) {
+        delete static_cast<std::shared_ptr<SSL_CTX>*>(pinned);
+      });
+  return slot;
+}
+
 bufferevent* AdminServer::Impl::newTlsBufferevent(event_base* base, void* self) {
   auto* impl = static_cast<Impl*>(self);
   std::shared_ptr<SSL_CTX> context = impl->settings_.tls_context();
   SSL* ssl = context ? SSL_new(context.get()) : nullptr;
+  if (ssl != nullptr) {
+    auto* pinned = new std::shared_ptr<SSL_CTX>(std::move(context));
+    if (SSL_set_ex_data(ssl, pinnedContextSlot(), pinned) != 1) {
+      delete pinned;
+      SSL_free(ssl);
+      ssl = nullptr;
+    }
+  }
   if (ssl == nullptr) {
     // evhttp then makes a plain bufferevent; route() refuses every request on it.
     spdlog::error("admin: cannot start TLS for a new connection (no context or out of memory)");
@@ -160,7 +178,8 @@ bufferevent* AdminServer::Impl::newTlsBufferevent(event_base* base, void* self) 
   bufferevent* bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
                                                     BEV_OPT_CLOSE_ON_FREE);
   if (bev == nullptr) {
-    SSL_free(ssl);
+    // libevent 2.1 frees the SSL itself when it fails after taking it: freeing it here could free
+    // it twice, so on this allocation failure path it may leak instead.
     return nullptr;
   }
   // HTTP says where a body ends; a client that closes without close_notify loses nothing.

@@ -163,6 +163,15 @@ int TlsContext::selectAlpn(SSL*, const unsigned char** out, unsigned char* outle
   return SSL_TLSEXT_ERR_OK;
 }
 
+void TlsContext::retire() const {
+  if (verified_chains_) {
+    verified_chains_->retire();
+  }
+  for (const auto& site : sites_) {
+    site->retire();
+  }
+}
+
 SslPtr TlsContext::newSsl() const {
   return SslPtr(SSL_new(ctx_.get()));
 }

@@ -106,6 +106,10 @@ class TlsContext {
     reload_generation_.store(generation, std::memory_order_relaxed);
   }
 
+  // This context was replaced by a newer one: drops what it caches for new handshakes (the
+  // verified chains, its sites' too). Connections holding it are not affected.
+  void retire() const;
+
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;
   // Unbinds the session callbacks from this object: an SSL that outlived it (it should not)

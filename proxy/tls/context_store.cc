@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <utility>
 
 #include "tls/crl.h"
 #include "tls/hardware_key.h"
@@ -115,9 +116,15 @@ void ContextStore::replace(TlsContextPtr next) {
   if (!next) {
     return;  // never publish "no context": new handshakes keep the current one
   }
-  std::lock_guard lock(mutex_);
-  next->setReloadGeneration(++generation_);
-  current_ = std::move(next);
+  TlsContextPtr previous;
+  {
+    std::lock_guard lock(mutex_);
+    next->setReloadGeneration(++generation_);
+    previous = std::exchange(current_, std::move(next));
+  }
+  if (previous) {
+    previous->retire();
+  }
 }
 
 std::uint64_t ContextStore::generation() const {

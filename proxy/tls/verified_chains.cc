@@ -74,12 +74,15 @@ bool narrow(const ASN1_TIME* from, const ASN1_TIME* until, std::time_t& not_befo
   return true;
 }
 
-// The window in which full verification of `chain` (just verified in `store`) would still give
-// the same answer: within every certificate's notBefore..notAfter and, when CRLs are checked,
-// within the lastUpdate..nextUpdate of every CRL of each checked certificate's issuer (the leaf
-// only, or the whole chain with X509_V_FLAG_CRL_CHECK_ALL). False when a time cannot be read.
-bool validityWindow(X509_STORE_CTX* store, STACK_OF(X509) * chain, std::time_t& not_before,
-                    std::time_t& not_after) {
+// The window in which full verification of `chain` (just verified in `store` at `now`) would
+// still give the same answer: within every certificate's notBefore..notAfter and, when CRLs are
+// checked, for each CRL of each checked certificate's issuer (the leaf only, or the whole chain
+// with X509_V_FLAG_CRL_CHECK_ALL): a current one bounds the window by its nextUpdate; one not
+// valid yet ends the window when it becomes valid (OpenSSL then prefers it); one already past its
+// nextUpdate was not what this clean verification used, and is ignored. False when a time
+// cannot be read.
+bool validityWindow(X509_STORE_CTX* store, STACK_OF(X509) * chain, std::time_t now,
+                    std::time_t& not_before, std::time_t& not_after) {
   not_before = std::numeric_limits<std::time_t>::min();
   not_after = std::numeric_limits<std::time_t>::max();
   const int count = sk_X509_num(chain);
@@ -99,9 +102,18 @@ bool validityWindow(X509_STORE_CTX* store, STACK_OF(X509) * chain, std::time_t& 
         X509_STORE_CTX_get1_crls(store, X509_get_issuer_name(sk_X509_value(chain, i))));
     for (int k = 0; k < sk_X509_CRL_num(crls.get()); ++k) {
       X509_CRL* crl = sk_X509_CRL_value(crls.get(), k);
-      if (!narrow(X509_CRL_get0_lastUpdate(crl), X509_CRL_get0_nextUpdate(crl), not_before,
-                  not_after)) {
+      std::time_t last = 0;
+      std::time_t next = std::numeric_limits<std::time_t>::max();
+      const ASN1_TIME* next_update = X509_CRL_get0_nextUpdate(crl);
+      if (!detail::toEpoch(X509_CRL_get0_lastUpdate(crl), last) ||
+          (next_update != nullptr && !detail::toEpoch(next_update, next))) {
         return false;
+      }
+      if (last > now) {
+        not_after = std::min(not_after, last);  // a staged CRL takes over then
+      } else if (next >= now) {
+        not_before = std::max(not_before, last);
+        not_after = std::min(not_after, next);
       }
     }
   }
@@ -110,7 +122,8 @@ bool validityWindow(X509_STORE_CTX* store, STACK_OF(X509) * chain, std::time_t& 
 
 // Keeps the chain `store` has just verified, if the verification was clean (X509_V_OK, nothing
 // tolerated by the verify callback) and its window can be read.
-void keepVerified(VerifiedChains& cache, const ChainKey& key, X509_STORE_CTX* store) {
+void keepVerified(VerifiedChains& cache, const ChainKey& key, X509_STORE_CTX* store,
+                  std::time_t now) {
   if (X509_STORE_CTX_get_error(store) != X509_V_OK || acceptedWithStaleCrl(sslOf(store))) {
     return;
   }
@@ -118,7 +131,7 @@ void keepVerified(VerifiedChains& cache, const ChainKey& key, X509_STORE_CTX* st
   std::time_t not_before = 0;
   std::time_t not_after = 0;
   if (!chain || sk_X509_num(chain.get()) == 0 ||
-      !validityWindow(store, chain.get(), not_before, not_after)) {
+      !validityWindow(store, chain.get(), now, not_before, not_after)) {
     return;
   }
   cache.insert(key, std::move(chain), not_before, not_after);
@@ -163,7 +176,8 @@ X509StackPtr VerifiedChains::find(const ChainKey& key, std::time_t now) {
     return nullptr;
   }
   auto entry = found->second;
-  if (now < entry->not_before || now > entry->not_after) {
+  // As OpenSSL: a certificate or CRL is expired at its notAfter/nextUpdate second already.
+  if (now < entry->not_before || now >= entry->not_after) {
     order_.erase(entry);
     index_.erase(found);
     return nullptr;
@@ -175,6 +189,9 @@ X509StackPtr VerifiedChains::find(const ChainKey& key, std::time_t now) {
 void VerifiedChains::insert(const ChainKey& key, X509StackPtr chain, std::time_t not_before,
                             std::time_t not_after) {
   std::lock_guard lock(mutex_);
+  if (retired_) {
+    return;
+  }
   if (auto found = index_.find(key); found != index_.end()) {
     order_.erase(found->second);
     index_.erase(found);
@@ -185,6 +202,13 @@ void VerifiedChains::insert(const ChainKey& key, X509StackPtr chain, std::time_t
     index_.erase(order_.back().key);
     order_.pop_back();
   }
+}
+
+void VerifiedChains::retire() {
+  std::lock_guard lock(mutex_);
+  retired_ = true;
+  index_.clear();
+  order_.clear();
 }
 
 std::size_t VerifiedChains::size() const {
@@ -205,7 +229,7 @@ int VerifiedChains::verify(X509_STORE_CTX* store, std::time_t now, FullVerify fu
   record(store, VerifyCacheResult::Miss);
   const int verdict = full(store);
   if (verdict == 1 && key) {
-    keepVerified(*this, *key, store);
+    keepVerified(*this, *key, store, now);
   }
   return verdict;
 }

@@ -64,6 +64,10 @@ class VerifiedChains {
 
   std::size_t size() const;
 
+  // Empties the cache and keeps nothing from now on: its context was replaced (a reload), and the
+  // connections still holding it must not keep thousands of parsed chains alive.
+  void retire();
+
   // Full verification: X509_verify_cert, or a stand-in in tests.
   using FullVerify = int (*)(X509_STORE_CTX*);
 
@@ -90,8 +94,9 @@ class VerifiedChains {
   };
 
   const std::size_t capacity_;
-  mutable std::mutex mutex_;  // guards order_ and index_
-  std::list<Entry> order_;    // most recently used first
+  mutable std::mutex mutex_;  // guards order_, index_ and retired_
+  bool retired_ = false;
+  std::list<Entry> order_;  // most recently used first
   std::unordered_map<ChainKey, std::list<Entry>::iterator, KeyHash> index_;
 };
 

@@ -417,6 +417,16 @@ TEST_F(ConfigTest, AdminTlsProblemsAndBadAddressesAreRefused) {
   };
   EXPECT_EQ(named("admin.tls.sni"), 1) << joinErrors(sni);
   EXPECT_EQ(named("admin.tls.key"), 1) << joinErrors(sni);  // a listener's tls rules apply
+  const LoadResult optional = load(
+      "admin:\n  listen: 127.0.0.1:9100\n  tls:\n    cert: ${CERTS}/server-ec.pem\n"
+      "    key: ${CERTS}/server-ec.key\n    client_ca: ${CERTS}/ca-bundle.pem\n"
+      "    client_auth: optional\n" +
+      kListeners);
+  expectOneError(optional, "7:18", "admin.tls.client_auth", "use required");
+  expectOneError(load("admin:\n  tls:\n    cert: ${CERTS}/server-ec.pem\n"
+                      "    key: ${CERTS}/server-ec.key\n" +
+                      kListeners),
+                 "3:5", "admin.tls", "admin listener is off");
   expectOneError(load("admin:\n  listen: ::1:9100\n" + kListeners), "2:11", "admin.listen",
                  "needs brackets");
   expectOneError(load("admin:\n  allow_mutations: maybe\n" + kListeners), "2:20",

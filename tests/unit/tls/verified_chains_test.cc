@@ -153,6 +153,45 @@ TEST_F(VerifiedChainsTest, AnEntryPastTheNextUpdateOfItsCrlIsNotUsed) {
   EXPECT_EQ(full_verifications, 2);
 }
 
+TEST_F(VerifiedChainsTest, AnEntryEndsWhenAStagedCrlTakesOver) {
+  // The next CRL is already in the store, valid from now + 300: from then on OpenSSL checks
+  // against it, so a chain verified before must be verified again.
+  X509_STORE_set_flags(store.get(), X509_V_FLAG_CRL_CHECK);
+  // Through DER, as CRLs are loaded from files: the store tells CRLs apart by the hash decoding
+  // computes, and would take a second CRL made in memory for a copy of the first.
+  const auto decoded = [](X509CrlPtr crl) {
+    unsigned char* der = nullptr;
+    const int length = i2d_X509_CRL(crl.get(), &der);
+    const unsigned char* cursor = der;
+    X509CrlPtr copy(d2i_X509_CRL(nullptr, &cursor, length));
+    OPENSSL_free(der);
+    return copy;
+  };
+  X509CrlPtr current = decoded(makeCrl(intermediate.get(), intermediate_key.get(), -60, 600));
+  X509CrlPtr staged = decoded(makeCrl(intermediate.get(), intermediate_key.get(), 300, 900));
+  X509_STORE_add_crl(store.get(), current.get());
+  X509_STORE_add_crl(store.get(), staged.get());
+  VerifiedChains cache(10);
+  X509Ptr device = leaf(7200);
+  EXPECT_EQ(verify(cache, device.get(), now), 1);
+  EXPECT_EQ(verify(cache, device.get(), now + 100), 1);
+  EXPECT_EQ(full_verifications, 1);
+  EXPECT_EQ(verify(cache, device.get(), now + 400), 1);
+  EXPECT_EQ(full_verifications, 2);
+}
+
+TEST_F(VerifiedChainsTest, ARetiredCacheKeepsNothing) {
+  VerifiedChains cache(10);
+  X509Ptr device = leaf();
+  EXPECT_EQ(verify(cache, device.get(), now), 1);
+  EXPECT_EQ(cache.size(), 1u);
+  cache.retire();
+  EXPECT_EQ(cache.size(), 0u);
+  EXPECT_EQ(verify(cache, device.get(), now), 1);
+  EXPECT_EQ(cache.size(), 0u);
+  EXPECT_EQ(full_verifications, 2);
+}
+
 TEST_F(VerifiedChainsTest, KeepsAtMostItsCapacityLeastRecentlyUsedFirst) {
   VerifiedChains cache(2);
   X509Ptr a = leaf();
