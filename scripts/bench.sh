@@ -27,9 +27,11 @@
 # each other target (HAProxy first).
 #
 #   scripts/bench.sh [--quick] [--rounds N] [--duration SEC] [--warmup SEC] [--no-haproxy]
-#                    [--no-framed] [--no-nometrics] [--baseline BIN] [-- BENCH_ARGS]
+#                    [--no-framed] [--no-nometrics] [--workers N] [--baseline BIN] [-- BENCH_ARGS]
 #     --quick        1.5 s per run instead of 5 s (about a minute per round)
 #     --rounds N     N rounds (default 1; 3 for figures worth comparing)
+#     --workers N    the main mqtls target with N workers (default 1); with more than one it is
+#                    not pinned, so compare its CPU per operation (the generator shares the cores)
 #     BENCH_ARGS     passed to mqtls_bench, e.g. --scenarios connect-tls13,publish-64
 #   MQTLS_BENCH_BUILD=DIR   build directory (default: build)
 set -euo pipefail
@@ -42,6 +44,7 @@ warmup=1
 want_haproxy=1
 want_framed=1
 want_nometrics=1
+mqtls_workers=1
 baseline=""
 rounds=1
 bench_args=()
@@ -55,6 +58,7 @@ while [ $# -gt 0 ]; do
     --no-haproxy) want_haproxy=0 ;;
     --no-framed) want_framed=0 ;;
     --no-nometrics) want_nometrics=0 ;;
+    --workers) mqtls_workers=$2; shift ;;
     --baseline) baseline=$(realpath -- "$2"); shift ;;
     --) shift; bench_args=("$@"); break ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
@@ -176,14 +180,18 @@ echo "mosquitto (plaintext broker)  127.0.0.1:$broker_port  pid $broker_pid"
 # started_pid.
 start_mqtls() {
   local name=$1 binary=$2 extra=${3:-} admin_port=${4:-}
-  local admin=""
+  local admin="" workers=1 pin=("${server_pin[@]}")
+  if [ "$name" = mqtls ] && [ "$mqtls_workers" != 1 ]; then
+    workers=$mqtls_workers
+    pin=()
+  fi
   if [ -n "$admin_port" ]; then
     admin="admin: {listen: \"127.0.0.1:$admin_port\", broker_check: on_demand}"
   fi
   started_port=$(free_port)
   cat >"$work/$name.yaml" <<YAML
 $admin
-workers: 1
+workers: $workers
 log:
   level: warn
 listeners:
@@ -204,7 +212,7 @@ limits:
   $extra
 YAML
   "$binary" --check --config "$work/$name.yaml"
-  "${server_pin[@]}" "$binary" --config "$work/$name.yaml" 2>"$work/$name.log" &
+  "${pin[@]}" "$binary" --config "$work/$name.yaml" 2>"$work/$name.log" &
   started_pid=$!
   pids+=("$started_pid")
   wait_listening "$name" "$started_pid" "$started_port" "$work/$name.log"
