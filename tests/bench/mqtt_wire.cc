@@ -1,8 +1,6 @@
 #include "mqtt_wire.h"
 
 namespace mqtls::bench {
-namespace {
-
 void appendLength(std::vector<std::uint8_t>& out, std::size_t length) {
   do {
     std::uint8_t byte = length % 128;
@@ -10,6 +8,8 @@ void appendLength(std::vector<std::uint8_t>& out, std::size_t length) {
     out.push_back(length > 0 ? byte | 0x80 : byte);
   } while (length > 0);
 }
+
+namespace {
 
 void appendString(std::vector<std::uint8_t>& out, std::string_view text) {
   out.push_back(static_cast<std::uint8_t>(text.size() >> 8));

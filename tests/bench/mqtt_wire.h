@@ -20,6 +20,9 @@ enum class PacketType : std::uint8_t {
 };
 
 // CONNECT, MQTT 3.1.1, clean session, no username or password (the proxy supplies the identity).
+// Appends an MQTT variable byte integer (the remaining length of a fixed header).
+void appendLength(std::vector<std::uint8_t>& out, std::size_t length);
+
 std::vector<std::uint8_t> encodeConnect(std::string_view client_id, std::uint16_t keep_alive);
 
 // SUBSCRIBE to one topic filter at QoS 0.

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "mqtt_client.h"
+#include "mqtt_wire.h"
 #include "scenario.h"
 
 namespace mqtls::bench {
@@ -23,14 +24,6 @@ constexpr std::size_t kMaxPendingOutput = 64 * 1024;
 constexpr auto kSetupTimeout = std::chrono::seconds(10);
 constexpr std::uint8_t kPuback = 4;
 constexpr std::uint64_t kMaxPacketIds = 65535;
-
-void appendLength(std::vector<std::uint8_t>& out, std::size_t length) {
-  do {
-    std::uint8_t byte = length % 128;
-    length /= 128;
-    out.push_back(length > 0 ? byte | 0x80 : byte);
-  } while (length > 0);
-}
 
 void appendU16(std::vector<std::uint8_t>& out, std::size_t value) {
   out.push_back(static_cast<std::uint8_t>(value >> 8));

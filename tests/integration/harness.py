@@ -444,6 +444,13 @@ class Proxy(Process):
         return wait_until(find, timeout, what=f"access line with {fields}")
 
 
+def replace_file(source: str, target: Path) -> None:
+    """Puts source's bytes at target the way rotation tools do: a temporary file, then rename."""
+    staged = target.with_name(f".{target.name}.tmp")
+    shutil.copyfile(source, staged)
+    os.replace(staged, target)
+
+
 def run_mqtls(*args: str, timeout: float = 60,
               expected_exit: int | None = None) -> subprocess.CompletedProcess:
     """Runs mqtls to completion (--check, --version, a start that must fail). A crash (death by

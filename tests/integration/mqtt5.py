@@ -185,6 +185,23 @@ def raw_client(port: int, context: ssl.SSLContext,
     return client
 
 
+def admitted(port: int, files: tuple[str, str], client_id: str) -> bool:
+    """True if a fresh TLS connection (no session to resume) with files (chain, key) gets a
+    successful CONNACK; False if the handshake or the connection fails."""
+    try:
+        client = raw_client(port, context_for(*files))
+    except (ssl.SSLError, ConnectionError):
+        return False
+    try:
+        client.send(harness.connect_packet(client_id=client_id))
+        ptype, _, body = client.read_packet(timeout=WAIT)
+        return ptype == 2 and body[1:2] == b"\x00"  # CONNACK, accepted
+    except (harness.Closed, ssl.SSLError, ConnectionError):
+        return False
+    finally:
+        client.sock.close()
+
+
 # ----------------------------------------------------------------------------------------------
 # mosquitto_sub output with user properties
 

@@ -20,6 +20,7 @@ import unittest
 from pathlib import Path
 
 import mqtt5
+import harness
 from harness import (PUBLISH, IntegrationTest, RawClient, cert, connect_packet, free_port,
                      mqtt_str, packet, to_yaml, wait_until)
 
@@ -67,12 +68,6 @@ class ServerCa(mqtt5.TestCa):
 def fingerprint_of(chain: str) -> str:
     return mqtt5.harness.cert_sha256(chain)
 
-
-def replace_file(source: str, target: Path) -> None:
-    """Puts source's bytes at target the way rotation tools do: a temporary file, then rename."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
 
 
 def served_fingerprint(port: int) -> str:
@@ -180,8 +175,8 @@ class ReloadTest(IntegrationTest):
         files.mkdir()
         k8s.mkdir()
         gens = [self.ca.server(f"gen{i}") for i in range(21)]
-        replace_file(gens[0][0], files / "server.pem")
-        replace_file(gens[0][1], files / "server.key")
+        harness.replace_file(gens[0][0], files / "server.pem")
+        harness.replace_file(gens[0][1], files / "server.key")
         self.k8s_secret(k8s, 0, *gens[0])
         config = self.proxy_config(self.broker.port)
         config["listeners"] = [
@@ -201,9 +196,9 @@ class ReloadTest(IntegrationTest):
             first, second = ((chain, files / "server.pem"), (key, files / "server.key"))
             if i % 2 == 0:
                 first, second = second, first  # key then certificate
-            replace_file(*first)
+            harness.replace_file(*first)
             time.sleep(0.05)  # two separate writes, as cert-manager makes them
-            replace_file(*second)
+            harness.replace_file(*second)
             self.wait_served(ports[0], chain, f"rotation {i}")
             rotations += 1
         self.k8s_secret(k8s, 1, *gens[20])
@@ -221,8 +216,8 @@ class ReloadTest(IntegrationTest):
                            start=log_start)
         self.assertEqual(served_fingerprint(ports[0]), fingerprint_of(gens[19][0]))
         # The next good change is picked up.
-        replace_file(gens[0][1], files / "server.key")
-        replace_file(gens[0][0], files / "server.pem")
+        harness.replace_file(gens[0][1], files / "server.key")
+        harness.replace_file(gens[0][0], files / "server.pem")
         self.wait_served(ports[0], gens[0][0], "the repair")
         rotations += 1
 
@@ -248,8 +243,8 @@ class ReloadTest(IntegrationTest):
 
         tls_dir = self.workdir / "second"
         tls_dir.mkdir()
-        replace_file(second[0], tls_dir / "server.pem")
-        replace_file(second[1], tls_dir / "server.key")
+        harness.replace_file(second[0], tls_dir / "server.pem")
+        harness.replace_file(second[1], tls_dir / "server.key")
         config["listeners"][0]["tls"].update(cert=str(tls_dir / "server.pem"),
                                              key=str(tls_dir / "server.key"))
         config["limits"]["max_connections"] = 77
@@ -261,8 +256,8 @@ class ReloadTest(IntegrationTest):
         self.wait_served(port, second[0], "SIGHUP with a new certificate path")
         self.assertEqual(proxy.metric("mqtls_tls_reloads_total", result="ok"), 1)
         # The new path is watched from now on.
-        replace_file(third[1], tls_dir / "server.key")
-        replace_file(third[0], tls_dir / "server.pem")
+        harness.replace_file(third[1], tls_dir / "server.key")
+        harness.replace_file(third[0], tls_dir / "server.pem")
         self.wait_served(port, third[0], "a rotation at the new path")
 
     def test_sighup_with_a_broken_config_keeps_everything(self):
@@ -284,7 +279,7 @@ class ReloadTest(IntegrationTest):
         chain, key = self.ca.client("dev", "device-crl", not_after)
         crl_dir = self.workdir / "crl"
         crl_dir.mkdir()
-        replace_file(self.ca.crl("crl-0", 3600), crl_dir / "devices.crl")
+        harness.replace_file(self.ca.crl("crl-0", 3600), crl_dir / "devices.crl")
         config = self.proxy_config(self.broker.port)
         config["listeners"][0]["tls"]["crl"] = [str(crl_dir / "devices.crl")]
         proxy = self.start_proxy(config)
@@ -295,7 +290,7 @@ class ReloadTest(IntegrationTest):
         client.close()
 
         self.ca.revoke(chain)
-        replace_file(self.ca.crl("crl-1", 3600), crl_dir / "devices.crl")
+        harness.replace_file(self.ca.crl("crl-1", 3600), crl_dir / "devices.crl")
 
         def refused():
             try:

@@ -7,15 +7,11 @@ clients that ask (openssl s_client -status), a replaced response file served wit
 import datetime
 import os
 import shutil
-import ssl
 import subprocess
 import unittest
 
 import mqtt5
-from harness import (CA_BUNDLE, WAIT, Closed, IntegrationTest, cert, connect_packet, run_mqtls,
-                     wait_until)
-
-CONNACK = 2
+from harness import CA_BUNDLE, IntegrationTest, cert, run_mqtls, wait_until
 
 
 def now() -> datetime.datetime:
@@ -33,21 +29,6 @@ class RevocationTest(IntegrationTest):
         config["listeners"][0]["tls"].update(tls)
         return self.start_proxy(config)
 
-    def admitted(self, port, files, client_id):
-        """True if a fresh TLS connection with files (chain, key) gets a successful CONNACK;
-        False if the handshake or the connection fails."""
-        try:
-            client = mqtt5.raw_client(port, mqtt5.context_for(*files))
-        except (ssl.SSLError, ConnectionError):
-            return False
-        try:
-            client.send(connect_packet(client_id=client_id))
-            ptype, _, body = client.read_packet(timeout=WAIT)
-            return ptype == CONNACK and body[1:2] == b"\x00"
-        except (Closed, ssl.SSLError, ConnectionError):
-            return False
-        finally:
-            client.sock.close()
 
     def drop(self, source, directory, name):
         """Moves source into directory as name in one rename, as a deployment tool would."""
@@ -66,21 +47,21 @@ class RevocationTest(IntegrationTest):
                                 now() + datetime.timedelta(hours=1))
         self.drop(first, crl_dir, "intermediate-0.der")
         proxy = self.start(crl=[str(crl_dir)])
-        self.assertTrue(self.admitted(proxy.port, doomed, "doomed"))
-        self.assertTrue(self.admitted(proxy.port, kept, "kept"))
+        self.assertTrue(mqtt5.admitted(proxy.port, doomed, "doomed"))
+        self.assertTrue(mqtt5.admitted(proxy.port, kept, "kept"))
 
         self.ca._ca("-revoke", doomed[0])
         newer = self.ca.crl_der("crl-1", now() - datetime.timedelta(minutes=1),
                                 now() + datetime.timedelta(hours=1))
         self.drop(newer, crl_dir, "intermediate-1.der")  # a new file, the old one stays
-        wait_until(lambda: not self.admitted(proxy.port, doomed, "doomed"), timeout=10,
+        wait_until(lambda: not mqtt5.admitted(proxy.port, doomed, "doomed"), timeout=10,
                    interval=0.3, what="the revoked client to be refused")
         proxy.wait_access(close="handshake_failed",
                           detail="revoked: certificate verify failed: certificate revoked")
-        self.assertTrue(self.admitted(proxy.port, kept, "kept"), "the other client was refused")
+        self.assertTrue(mqtt5.admitted(proxy.port, kept, "kept"), "the other client was refused")
 
         os.remove(crl_dir / "intermediate-1.der")  # removing it undoes the revocation
-        wait_until(lambda: self.admitted(proxy.port, doomed, "doomed"), timeout=10,
+        wait_until(lambda: mqtt5.admitted(proxy.port, doomed, "doomed"), timeout=10,
                    interval=0.3, what="the client to be admitted after the CRL was removed")
         self.assertTrue(proxy.running())
 
@@ -93,7 +74,7 @@ class RevocationTest(IntegrationTest):
         (crl_dir / "notes.txt").write_text("not a CRL\n")
         proxy.wait_metric("mqtls_tls_reloads_total", result="failed")
         proxy.wait_for_log(r"tls\.crl\[0\]: .*notes\.txt' holds neither PEM CRLs nor a DER CRL")
-        self.assertTrue(self.admitted(proxy.port, (cert("client.pem"), cert("client.key")), "c"))
+        self.assertTrue(mqtt5.admitted(proxy.port, (cert("client.pem"), cert("client.key")), "c"))
 
     # nextUpdate policy --------------------------------------------------------------------
 
@@ -106,7 +87,7 @@ class RevocationTest(IntegrationTest):
     def test_stale_crl_strict_refuses_with_reason_crl_expired(self):
         proxy = self.start(crl=[self.stale_crl()])
         proxy.wait_for_log(r"past its nextUpdate .*are refused \(CRL has expired\)")
-        self.assertFalse(self.admitted(proxy.port, (cert("client.pem"), cert("client.key")), "c"))
+        self.assertFalse(mqtt5.admitted(proxy.port, (cert("client.pem"), cert("client.key")), "c"))
         proxy.wait_metric("mqtls_tls_handshake_failures_total", reason="crl_expired")
         record = proxy.wait_access(close="handshake_failed")
         self.assertIn("crl_expired", record.get("detail", ""))
@@ -118,11 +99,11 @@ class RevocationTest(IntegrationTest):
         proxy = self.start(crl=[self.stale_crl()], crl_next_update="lenient")
         proxy.wait_for_log(r"past its nextUpdate .*still accepted \(crl_next_update lenient")
         files = (cert("client.pem"), cert("client.key"))
-        self.assertTrue(self.admitted(proxy.port, files, "c1"))
-        self.assertTrue(self.admitted(proxy.port, files, "c2"))
+        self.assertTrue(mqtt5.admitted(proxy.port, files, "c1"))
+        self.assertTrue(mqtt5.admitted(proxy.port, files, "c2"))
         self.assertEqual(proxy.wait_metric("mqtls_tls_stale_crl_accepted_total", at_least=2,
                                            listener="mqtts"), 2)
-        self.assertFalse(self.admitted(proxy.port, doomed, "doomed"),
+        self.assertFalse(mqtt5.admitted(proxy.port, doomed, "doomed"),
                          "a certificate listed in a stale CRL was accepted")
         proxy.wait_access(close="handshake_failed",
                           detail="revoked: certificate verify failed: certificate revoked")

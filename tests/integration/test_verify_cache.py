@@ -5,24 +5,12 @@ refused all the same; with verify_cache_size 0 nothing is looked up. (A certific
 while cached: tests/unit/tls/verified_chains_test.cc, with the clock as a parameter.)"""
 
 import datetime
-import os
-import shutil
-import ssl
 import unittest
-from pathlib import Path
 
+import harness
 import mqtt5
-from harness import (CA_BUNDLE, WAIT, Closed, IntegrationTest, cert, connect_packet, pub,
-                     wait_until)
+from harness import CA_BUNDLE, IntegrationTest, cert, pub
 
-CONNACK = 2
-
-
-def replace_file(source: str, target: Path) -> None:
-    """Puts source's bytes at target as deployment tools do: a temporary file, then rename."""
-    staged = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(source, staged)
-    os.replace(staged, target)
 
 
 class VerifyCacheTest(IntegrationTest):
@@ -36,21 +24,6 @@ class VerifyCacheTest(IntegrationTest):
         config["listeners"][0]["tls"].update(tls)
         return self.start_proxy(config)
 
-    def admitted(self, port, files, client_id):
-        """True if a fresh TLS connection (no session to resume) with files (chain, key) gets a
-        successful CONNACK; False if the handshake or the connection fails."""
-        try:
-            client = mqtt5.raw_client(port, mqtt5.context_for(*files))
-        except (ssl.SSLError, ConnectionError):
-            return False
-        try:
-            client.send(connect_packet(client_id=client_id))
-            ptype, _, body = client.read_packet(timeout=WAIT)
-            return ptype == CONNACK and body[1:2] == b"\x00"
-        except (Closed, ssl.SSLError, ConnectionError):
-            return False
-        finally:
-            client.sock.close()
 
     def lookups(self, proxy, result):
         return proxy.metric("mqtls_tls_verify_cache_total", listener="mqtts", result=result)
@@ -76,35 +49,35 @@ class VerifyCacheTest(IntegrationTest):
     def test_a_cached_chain_revoked_by_a_crl_reload_is_refused(self):
         device = self.device()
         crl = self.workdir / "devices.crl"
-        replace_file(self.ca.crl("crl-0", 3600), crl)
+        harness.replace_file(self.ca.crl("crl-0", 3600), crl)
         proxy = self.start(crl=[str(crl)])
-        self.assertTrue(self.admitted(proxy.port, device, "d1"))
-        self.assertTrue(self.admitted(proxy.port, device, "d2"))
+        self.assertTrue(mqtt5.admitted(proxy.port, device, "d1"))
+        self.assertTrue(mqtt5.admitted(proxy.port, device, "d2"))
         proxy.wait_metric("mqtls_tls_verify_cache_total", listener="mqtts", result="hit")
 
         mqtt5.revoke(self.ca, "device")
-        replace_file(self.ca.crl("crl-1", 3600), crl)
+        harness.replace_file(self.ca.crl("crl-1", 3600), crl)
         proxy.wait_metric("mqtls_tls_reloads_total", result="ok")
         hits = self.lookups(proxy, "hit")
-        self.assertFalse(self.admitted(proxy.port, device, "d3"), "a revoked device was admitted")
+        self.assertFalse(mqtt5.admitted(proxy.port, device, "d3"), "a revoked device was admitted")
         proxy.wait_access(close="handshake_failed",
                           detail="revoked: certificate verify failed: certificate revoked")
         self.assertEqual(self.lookups(proxy, "hit"), hits)
-        self.assertTrue(self.admitted(proxy.port, (cert("client.pem"), cert("client.key")), "c"))
+        self.assertTrue(mqtt5.admitted(proxy.port, (cert("client.pem"), cert("client.key")), "c"))
 
     def test_a_cached_chain_whose_ca_was_removed_is_refused(self):
         device = self.device()
         client_ca = self.workdir / "client-ca.pem"
-        replace_file(CA_BUNDLE, client_ca)
+        harness.replace_file(CA_BUNDLE, client_ca)
         proxy = self.start(client_ca=str(client_ca))
-        self.assertTrue(self.admitted(proxy.port, device, "d1"))
-        self.assertTrue(self.admitted(proxy.port, device, "d2"))
+        self.assertTrue(mqtt5.admitted(proxy.port, device, "d1"))
+        self.assertTrue(mqtt5.admitted(proxy.port, device, "d2"))
         proxy.wait_metric("mqtls_tls_verify_cache_total", listener="mqtts", result="hit")
 
-        replace_file(cert("rogue-ca.pem"), client_ca)  # the device's CA is no longer trusted
+        harness.replace_file(cert("rogue-ca.pem"), client_ca)  # the device's CA is no longer trusted
         proxy.wait_metric("mqtls_tls_reloads_total", result="ok")
         hits = self.lookups(proxy, "hit")
-        self.assertFalse(self.admitted(proxy.port, device, "d3"),
+        self.assertFalse(mqtt5.admitted(proxy.port, device, "d3"),
                          "a device of a removed CA was admitted")
         proxy.wait_metric("mqtls_tls_handshake_failures_total", reason="unknown_ca")
         self.assertEqual(self.lookups(proxy, "hit"), hits)
@@ -113,7 +86,7 @@ class VerifyCacheTest(IntegrationTest):
         proxy = self.start(verify_cache_size=0)
         device = self.device()
         for client_id in ("first", "second", "third"):
-            self.assertTrue(self.admitted(proxy.port, device, client_id))
+            self.assertTrue(mqtt5.admitted(proxy.port, device, client_id))
         proxy.wait_metric("mqtls_tls_handshakes_total", at_least=3, listener="mqtts", result="ok")
         self.assertEqual(self.lookups(proxy, "hit"), 0)
         self.assertEqual(self.lookups(proxy, "miss"), 0)
