@@ -1,44 +1,40 @@
 #include "net/client_stream.h"
 
 #include <event2/buffer.h>
-#include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 namespace mqtls::net {
 
 ClientTlsStream::ClientTlsStream(StreamObserver& observer, event_base* base,
                                  const tls::TlsContext& context, int fd, const sockaddr* peer)
-    : Stream(observer) {
+    : Stream(observer, base), ssl_(context.newSsl()), pending_fd_(fd) {
   setPeerAddress(formatAddress(peer));
-  SSL* ssl = context.newSsl().release();
-  bufferevent* bev = nullptr;
-  if (ssl != nullptr) {
-    // On failure libevent frees the SSL itself (BEV_OPT_CLOSE_ON_FREE); the fd stays ours.
-    bev = bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                         BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+  if (ssl_ && SSL_set_fd(ssl_.get(), fd) == 1) {
+    SSL_set_accept_state(ssl_.get());
+    SSL_set_read_ahead(ssl_.get(), 1);
+    // A write that must be retried may find its bytes moved by later appends to output().
+    SSL_set_mode(ssl_.get(), SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  } else {
+    ssl_.reset();
   }
-  if (bev == nullptr) {
-    evutil_closesocket(fd);
-    return;
-  }
-  adopt(bev);
-  bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
 }
 
 ClientTlsStream::~ClientTlsStream() {
-  SSL* session = ssl();
-  if (session == nullptr) {
-    return;
+  if (pending_fd_ >= 0) {
+    ::close(pending_fd_);
   }
-  if (forget_ || failed_ || !handshake_done_) {
-    return;  // libevent frees the SSL without SSL_shutdown: OpenSSL drops the session
+  SSL* session = ssl_.get();
+  if (session == nullptr || forget_ || failed_ || !handshake_done_) {
+    return;  // freed without SSL_shutdown: OpenSSL drops the session from its cache
   }
   // A clean session: close_notify (if not sent yet) and mark it shut down, so OpenSSL keeps it
-  // resumable when libevent frees the SSL.
+  // resumable when the SSL is freed (before the socket is closed).
   if ((SSL_get_shutdown(session) & SSL_SENT_SHUTDOWN) == 0) {
     SSL_shutdown(session);
     ERR_clear_error();
@@ -47,17 +43,14 @@ ClientTlsStream::~ClientTlsStream() {
 }
 
 bool ClientTlsStream::start() {
-  if (bev() == nullptr) {
+  const int fd = pending_fd_;
+  pending_fd_ = -1;
+  if (!ssl_) {
+    ::close(fd);
     return false;
   }
-  // No read high watermark on the TLS side: libevent would stop mid-record and leave decrypted
-  // bytes inside OpenSSL until the client sends more. Callers bound input themselves.
-  bufferevent_enable(bev(), EV_READ | EV_WRITE);
-  return true;
-}
-
-SSL* ClientTlsStream::ssl() const {
-  return bev() != nullptr ? bufferevent_openssl_get_ssl(bev()) : nullptr;
+  // No read limit on the TLS side beyond the stream's budget: callers bound input themselves.
+  return attach(fd, Phase::Handshaking);
 }
 
 tls::SessionFacts ClientTlsStream::sessionFacts() const {
@@ -84,90 +77,131 @@ void ClientTlsStream::forgetSession() {
   }
 }
 
-void ClientTlsStream::onConnected() {
+bool ClientTlsStream::onConnected() {
   handshake_done_ = true;
-  notify(StreamEvent::Connected);
+  return emit(StreamEvent::Connected);
 }
 
-void ClientTlsStream::onError(short what) {
-  if (finishing() && failed_) {
-    return;  // the raw linger reader reports the close
+Stream::IoResult ClientTlsStream::handshake() {
+  ERR_clear_error();
+  const int rc = SSL_do_handshake(ssl_.get());
+  if (rc == 1) {
+    return {Io::Progress};
   }
-  if ((what & BEV_EVENT_ERROR) != 0) {
-    failed_ = true;
-    while (unsigned long code = bufferevent_get_openssl_error(bev())) {
-      errors_.push_back(code);
-    }
-    if (!handshake_done_) {
-      auto failure = handshakeFailure();
-      markClosed(CloseKind::Error, failure.reason + ": " + failure.detail);
-      notify(StreamEvent::Closed);
-      return;
-    }
+  const int error = SSL_get_error(ssl_.get(), rc);
+  if (error == SSL_ERROR_WANT_READ) {
+    return {Io::WantRead};
   }
-  if (!handshake_done_ && (what & BEV_EVENT_EOF) != 0) {
-    failed_ = true;  // EOF in the middle of a handshake
+  if (error == SSL_ERROR_WANT_WRITE) {
+    return {Io::WantWrite};
+  }
+  if (error == SSL_ERROR_ZERO_RETURN || (error == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
+    failed_ = true;  // EOF or a reset in the middle of a handshake
+    errors_.push_back(static_cast<unsigned long>(error));
     markClosed(CloseKind::Error, "eof: client closed the connection during the handshake");
-    notify(StreamEvent::Closed);
-    return;
+    return {Io::Eof};
   }
-  Stream::onError(what);
+  return fail(error);
 }
 
-// bufferevent_openssl writes one TLS record per buffer chunk: make the first chunk large, so the
-// client gets full-size records rather than one record (and one syscall) per 4 KiB read.
-void ClientTlsStream::outputAppended() {
-  evbuffer* out = output();
-  if (out != nullptr) {
-    evbuffer_pullup(out,
-                    static_cast<ev_ssize_t>(std::min(evbuffer_get_length(out), kCoalesceBytes)));
+Stream::IoResult ClientTlsStream::receive(void* into, std::size_t capacity) {
+  if (failed_) {
+    return Stream::receive(into, capacity);  // raw bytes after a failed session, dropped
   }
+  ERR_clear_error();
+  errno = 0;
+  const int rc = SSL_read(ssl_.get(), into, static_cast<int>(capacity));
+  if (rc > 0) {
+    return {Io::Progress, static_cast<std::size_t>(rc)};
+  }
+  const int error = SSL_get_error(ssl_.get(), rc);
+  switch (error) {
+    case SSL_ERROR_WANT_READ:
+      return {Io::WantRead};
+    case SSL_ERROR_WANT_WRITE:
+      return {Io::WantWrite};
+    case SSL_ERROR_ZERO_RETURN:
+      return {Io::Eof};  // close_notify, or a FIN (unexpected EOF is accepted as a close)
+    case SSL_ERROR_SYSCALL:
+      if (ERR_peek_error() == 0 && errno == 0) {
+        return {Io::Eof};
+      }
+      [[fallthrough]];
+    default:
+      return fail(error);
+  }
+}
+
+// One record per call: SSL_write of up to 16 KiB from the front of `from`, drained once written.
+// A write that wants the socket is retried later with the same length, as OpenSSL requires.
+Stream::IoResult ClientTlsStream::send(evbuffer* from) {
+  if (failed_) {
+    markClosed(CloseKind::Error, closeDetail().empty() ? "tls session failed" : closeDetail());
+    return {Io::Error};
+  }
+  const std::size_t size =
+      retry_write_ != 0 ? retry_write_ : std::min(evbuffer_get_length(from), kRecordBytes);
+  unsigned char* data = evbuffer_pullup(from, static_cast<ev_ssize_t>(size));
+  if (data == nullptr) {
+    markClosed(CloseKind::Error, "cannot allocate write buffer");
+    return {Io::Error};
+  }
+  ERR_clear_error();
+  errno = 0;
+  const int rc = SSL_write(ssl_.get(), data, static_cast<int>(size));
+  if (rc > 0) {
+    retry_write_ = 0;
+    evbuffer_drain(from, static_cast<std::size_t>(rc));
+    return {Io::Progress, static_cast<std::size_t>(rc)};
+  }
+  const int error = SSL_get_error(ssl_.get(), rc);
+  if (error == SSL_ERROR_WANT_WRITE || error == SSL_ERROR_WANT_READ) {
+    retry_write_ = size;
+    return {error == SSL_ERROR_WANT_WRITE ? Io::WantWrite : Io::WantRead};
+  }
+  return fail(error);
+}
+
+bool ClientTlsStream::holdsInput() const {
+  return ssl_ && !failed_ && SSL_has_pending(ssl_.get()) == 1;
+}
+
+// Records why the session failed: during the handshake as handshakeFailure() classifies it,
+// afterwards OpenSSL's first queued reason or the socket error.
+Stream::IoResult ClientTlsStream::fail(int error) {
+  const int socket_error = errno;
+  failed_ = true;
+  errors_.push_back(static_cast<unsigned long>(error));
+  unsigned long first = 0;
+  while (unsigned long code = ERR_get_error()) {
+    errors_.push_back(code);
+    first = first != 0 ? first : code;
+  }
+  std::string detail;
+  if (!handshake_done_) {
+    const auto failure = handshakeFailure();
+    detail = failure.reason + ": " + failure.detail;
+  } else if (first != 0) {
+    const char* text = ERR_reason_error_string(first);
+    detail = std::string("tls error: ") + (text != nullptr ? text : "unknown");
+  } else {
+    detail = socket_error != 0 ? std::strerror(socket_error) : "tls error";
+  }
+  markClosed(CloseKind::Error, std::move(detail));
+  return {Io::Error};
 }
 
 // close_notify after the last byte, on a session that finished its handshake cleanly. When the
 // socket buffer is full OpenSSL keeps the alert pending; calling SSL_shutdown again writes it.
 bool ClientTlsStream::writeTrailer() {
-  SSL* session = ssl();
+  SSL* session = ssl_.get();
   if (session == nullptr || failed_ || !handshake_done_) {
     return true;
   }
-  int rc = SSL_shutdown(session);
-  bool retry = rc < 0 && SSL_get_error(session, rc) == SSL_ERROR_WANT_WRITE;
+  const int rc = SSL_shutdown(session);
+  const bool retry = rc < 0 && SSL_get_error(session, rc) == SSL_ERROR_WANT_WRITE;
   ERR_clear_error();
   return !retry;
 }
-
-void ClientTlsStream::shutdownWrite() {
-  Stream::shutdownWrite();
-  if (!failed_) {
-    return;
-  }
-  // After a failed handshake the TLS layer is unusable: read and drop raw bytes until the peer
-  // closes, so the alert OpenSSL already wrote is read rather than destroyed by a reset.
-  bufferevent_disable(bev(), EV_READ | EV_WRITE);
-  linger_read_.reset(event_new(bufferevent_get_base(bev()), fd(), EV_READ | EV_PERSIST,
-                               &ClientTlsStream::lingerRead, this));
-  if (linger_read_) {
-    event_add(linger_read_.get(), nullptr);
-  }
-}
-
-void ClientTlsStream::lingerRead(evutil_socket_t fd, short, void* self) {
-  auto* stream = static_cast<ClientTlsStream*>(self);
-  char scratch[4096];
-  // Bounded per callback, so a peer sending at line rate cannot hold the event loop.
-  for (int reads = 0; reads < 16; ++reads) {
-    ssize_t n = ::recv(fd, scratch, sizeof scratch, 0);
-    if (n > 0) {
-      continue;
-    }
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-      return;
-    }
-    event_del(stream->linger_read_.get());
-    stream->notify(StreamEvent::Closed);
-    return;
-  }
-}  // still readable: the persistent event fires again on the next loop turn
 
 }  // namespace mqtls::net

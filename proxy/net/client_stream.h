@@ -2,8 +2,11 @@
 // Connected when the handshake has finished (the peer certificate, if any, verified), Closed on
 // EOF, error or a failed handshake (handshakeFailure() then says why).
 //
+// OpenSSL reads and writes the socket itself (a socket BIO, reading ahead so that one recv
+// takes several records); plaintext is written in full 16 KiB records.
+//
 // Closing: finish() writes close_notify after the last byte (retrying while the socket buffer is
-// full), then SHUT_WR. After a failed handshake OpenSSL has already queued its alert: finish()
+// full), then SHUT_WR. After a failed handshake OpenSSL has already written its alert: finish()
 // shuts the write side and reads and drops what the client still sends, so that the client
 // reads the alert instead of a reset; the stream reports Closed again when the client closes.
 // The stream is destroyed with its session kept resumable only when the session was clean and
@@ -15,16 +18,18 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "net/stream.h"
 #include "tls/context.h"
+#include "util/openssl_ptr.h"
 
 namespace mqtls::net {
 
 class ClientTlsStream final : public Stream {
  public:
-  // Takes ownership of `fd` (closed on failure too) and starts the server handshake with
-  // `context`. On allocation failure the stream reports Closed(Error) from start().
+  // Takes ownership of `fd` (closed on failure too); start() begins the server handshake with
+  // `context`.
   ClientTlsStream(StreamObserver& observer, event_base* base, const tls::TlsContext& context,
                   int fd, const sockaddr* peer);
   ~ClientTlsStream() override;
@@ -46,27 +51,33 @@ class ClientTlsStream final : public Stream {
   void forgetSession();
   // The TLS connection (null if the stream could not be built). For reading its facts; the
   // stream alone drives it.
-  SSL* ssl() const;
-
-  void outputAppended() override;
+  SSL* ssl() const { return ssl_.get(); }
 
  protected:
-  void onConnected() override;
-  void onError(short what) override;
+  IoResult receive(void* into, std::size_t capacity) override;
+  IoResult send(evbuffer* from) override;
+  IoResult handshake() override;
+  bool holdsInput() const override;
+  bool onConnected() override;
   bool writeTrailer() override;
-  void shutdownWrite() override;
+  // After a failed TLS session the socket is read raw until the client closes.
+  bool readableAfterClose() const override { return failed_; }
 
  private:
-  static void lingerRead(evutil_socket_t fd, short what, void* self);
+  // Largest plaintext per SSL_write: one full TLS record.
+  static constexpr std::size_t kRecordBytes = 16 * 1024;
 
-  // Broker-to-client bytes gathered per TLS write (four full TLS records).
-  static constexpr std::size_t kCoalesceBytes = 64 * 1024;
+  // The session is unusable after `result`/`error`: records why (OpenSSL's error queue, or the
+  // socket error) and returns Error.
+  IoResult fail(int error);
 
+  SslPtr ssl_;
+  int pending_fd_ = -1;          // the socket until start() hands it to the stream
+  std::size_t retry_write_ = 0;  // bytes of an SSL_write that must be retried as is
   bool handshake_done_ = false;
   bool failed_ = false;                // error after which the TLS session is unusable
   bool forget_ = false;                // forgetSession() was called
-  EventPtr linger_read_;               // raw reads after a failed handshake
-  std::vector<unsigned long> errors_;  // OpenSSL errors of a failed handshake, oldest first
+  std::vector<unsigned long> errors_;  // OpenSSL errors of a failed session, oldest first
 };
 
 }  // namespace mqtls::net

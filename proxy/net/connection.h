@@ -112,8 +112,6 @@ class Connection final : public StreamObserver {
   static constexpr std::chrono::seconds kFlushIdleTimeout{5};
   // How long a closing connection waits for its peer to close after our last byte.
   static constexpr std::chrono::seconds kLingerTimeout{2};
-  // Broker-to-client bytes gathered per read event (four full TLS records).
-  static constexpr std::size_t kCoalesceBytes = 64 * 1024;
   // A broker CONNACK larger than this is not a CONNACK we can trust.
   static constexpr std::size_t kMaxBrokerConnack = 64 * 1024;
 

@@ -158,20 +158,16 @@ void Connection::closeByAdmin() {
 }
 
 // Broker to client: the CONNACK first (rewritten when the proxy assigned the client id), then
-// everything byte for byte, gathered into large pieces for full TLS records.
+// everything byte for byte (the client stream cuts it into full TLS records).
 void Connection::forwardFromBroker() {
   if (assigned_client_id_ && !rewriteBrokerConnack()) {
     return;
-  }
-  if (client_->outputSize() < host_.config().limits.buffer_limit) {
-    upstream_->readAhead(kCoalesceBytes);  // do not read ahead of a pause
   }
   const std::size_t moved = evbuffer_get_length(upstream_->input());
   if (moved == 0) {
     return;
   }
   evbuffer_add_buffer(client_->output(), upstream_->input());
-  client_->outputAppended();
   host_.metrics().bytesForwarded(ops::Direction::BrokerToClient, moved);
   record_.bytes_from_broker += moved;
   applyBackPressure(*upstream_, *client_);
@@ -221,7 +217,7 @@ void Connection::applyBackPressure(Stream& from, Stream& to) {
   const std::size_t limit = host_.config().limits.buffer_limit;
   if (to.outputSize() >= limit) {
     from.pauseReading();
-    to.setDrainWatermark(limit / 2);
+    to.watchDrain(limit / 2);
   }
 }
 
@@ -230,7 +226,7 @@ void Connection::resumeAfterDrain(Stream& reader, Stream& writer) {
   if (!reader.readingPaused()) {
     return;
   }
-  writer.setDrainWatermark(0);
+  writer.unwatchDrain();
   reader.resumeReading();
   if (&reader == client_.get()) {
     forwardFromClient();

@@ -2,10 +2,12 @@
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -29,48 +31,56 @@ std::string formatAddress(const sockaddr* addr) {
   return "unix";
 }
 
-evbuffer* Stream::input() const {
-  return bev_ ? bufferevent_get_input(bev_.get()) : nullptr;
+Stream::Stream(StreamObserver& observer, event_base* base)
+    : observer_(observer),
+      base_(base),
+      input_(evbuffer_new()),
+      output_(evbuffer_new()),
+      soon_event_(event_new(base, -1, 0, &Stream::soonCallback, this)) {
+  if (output_) {
+    evbuffer_add_cb(output_.get(), &Stream::outputChanged, this);
+  }
 }
 
-evbuffer* Stream::output() const {
-  return bev_ ? bufferevent_get_output(bev_.get()) : nullptr;
+Stream::~Stream() {
+  if (alive_ != nullptr) {
+    *alive_ = false;
+  }
+  read_event_.reset();
+  write_event_.reset();
+  if (fd_ >= 0) {
+    ::close(fd_);
+  }
 }
 
 std::size_t Stream::outputSize() const {
-  return bev_ ? evbuffer_get_length(bufferevent_get_output(bev_.get())) : 0;
+  return output_ ? evbuffer_get_length(output_.get()) : 0;
 }
 
-int Stream::fd() const {
-  return bev_ ? static_cast<int>(bufferevent_getfd(bev_.get())) : -1;
-}
-
-void Stream::adopt(bufferevent* bev) {
-  bev_.reset(bev);
-  if (bev_) {
-    bufferevent_setcb(bev_.get(), &Stream::readCallback, &Stream::writeCallback,
-                      &Stream::eventCallback, this);
+bool Stream::attach(int fd, Phase phase) {
+  fd_ = fd;
+  phase_ = phase;
+  read_event_.reset(event_new(base_, fd, EV_READ | EV_PERSIST, &Stream::readyCallback, this));
+  write_event_.reset(event_new(base_, fd, EV_WRITE | EV_PERSIST, &Stream::readyCallback, this));
+  if (!read_event_ || !write_event_ || !input_ || !output_ || !soon_event_) {
+    detach();
+    failLater("cannot allocate connection state");
+    return false;
   }
+  syncInterest();
+  return true;
 }
 
-void Stream::pauseReading() {
-  if (!paused_ && bev_) {
-    paused_ = true;
-    bufferevent_disable(bev_.get(), EV_READ);
+void Stream::detach() {
+  read_event_.reset();
+  write_event_.reset();
+  read_armed_ = write_armed_ = false;
+  write_blocked_ = read_wants_write_ = write_wants_read_ = handshake_wants_write_ = false;
+  if (fd_ >= 0) {
+    ::close(fd_);
   }
-}
-
-void Stream::resumeReading() {
-  if (paused_ && bev_) {
-    paused_ = false;
-    bufferevent_enable(bev_.get(), EV_READ);
-  }
-}
-
-void Stream::setDrainWatermark(std::size_t bytes) {
-  if (bev_) {
-    bufferevent_setwatermark(bev_.get(), EV_WRITE, bytes, 0);
-  }
+  fd_ = -1;
+  phase_ = Phase::Detached;
 }
 
 void Stream::markClosed(CloseKind kind, std::string detail) {
@@ -80,100 +90,361 @@ void Stream::markClosed(CloseKind kind, std::string detail) {
   }
 }
 
+void Stream::failLater(std::string detail) {
+  markClosed(CloseKind::Error, std::move(detail));
+  read_done_ = write_done_ = true;
+  syncInterest();
+  schedule(kSoonClosed);
+}
+
+bool Stream::emit(StreamEvent event) {
+  bool alive = true;
+  bool* outer = alive_;
+  alive_ = &alive;
+  observer_.onStreamEvent(*this, event);
+  if (!alive) {
+    if (outer != nullptr) {
+      *outer = false;
+    }
+    return false;
+  }
+  alive_ = outer;
+  return true;
+}
+
+void Stream::schedule(std::uint8_t work) {
+  soon_ |= work;
+  if (soon_event_) {
+    event_active(soon_event_.get(), 0, 0);  // no-op while already active
+  }
+}
+
+// Adds or removes the socket's read and write interest to match what the stream waits for, so
+// epoll_ctl runs only when that changes.
+void Stream::syncInterest() {
+  const bool open = phase_ == Phase::Open;
+  const bool want_read =
+      fd_ >= 0 && !read_done_ &&
+      (phase_ == Phase::Handshaking || (open && (!paused_ || finishing_ || write_wants_read_)));
+  const bool want_write =
+      fd_ >= 0 && !write_done_ &&
+      (phase_ == Phase::Connecting || (phase_ == Phase::Handshaking && handshake_wants_write_) ||
+       (open && (write_blocked_ || trailer_pending_ || read_wants_write_)));
+  if (want_read != read_armed_ && read_event_) {
+    read_armed_ = want_read;
+    want_read ? event_add(read_event_.get(), nullptr) : event_del(read_event_.get());
+  }
+  if (want_write != write_armed_ && write_event_) {
+    write_armed_ = want_write;
+    want_write ? event_add(write_event_.get(), nullptr) : event_del(write_event_.get());
+  }
+}
+
+void Stream::pauseReading() {
+  if (!paused_) {
+    paused_ = true;
+    syncInterest();
+  }
+}
+
+void Stream::resumeReading() {
+  if (paused_) {
+    paused_ = false;
+    syncInterest();
+    if (phase_ == Phase::Open && holdsInput()) {
+      schedule(kSoonRead);  // no socket readiness will announce these
+    }
+  }
+}
+
+void Stream::watchDrain(std::size_t bytes) {
+  drain_mark_ = bytes;
+  drain_watched_ = true;
+}
+
 void Stream::finish() {
-  if (finishing_ || !bev_) {
+  if (finishing_ || !output_) {
     return;
   }
   finishing_ = true;
   // Input from now on is read and dropped, so the peer's close can always be seen.
-  evbuffer_drain(input(), evbuffer_get_length(input()));
+  evbuffer_drain(input_.get(), evbuffer_get_length(input_.get()));
   paused_ = false;
-  bufferevent_setwatermark(bev_.get(), EV_WRITE, 0, 0);
-  bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
-  if (outputSize() == 0) {
-    finish_later_.reset(
-        event_new(bufferevent_get_base(bev_.get()), -1, 0, &Stream::finishLaterCallback, this));
-    if (finish_later_) {
-      event_active(finish_later_.get(), 0, 0);
-    }
+  drain_watched_ = false;
+  if (read_done_ && !write_done_ && closed_reported_ && readableAfterClose()) {
+    read_done_ = false;  // keep reading raw bytes until the peer closes; Closed comes again
+    closed_reported_ = false;
+  }
+  syncInterest();
+  schedule(kSoonFlush);
+}
+
+// Reports Closed once (again only after finish() re-opened reading); reading stops.
+bool Stream::reportClosed() {
+  read_done_ = true;
+  if (close_kind_ == CloseKind::None) {
+    markClosed(CloseKind::Clean, {});
+  }
+  syncInterest();
+  if (closed_reported_) {
+    return true;
+  }
+  closed_reported_ = true;
+  return emit(StreamEvent::Closed);
+}
+
+void Stream::readyCallback(evutil_socket_t, short what, void* self) {
+  auto* stream = static_cast<Stream*>(self);
+  if ((what & EV_READ) != 0) {
+    stream->onReadable();
+  } else if ((what & EV_WRITE) != 0) {
+    stream->onWritable();
   }
 }
 
-void Stream::finishLaterCallback(evutil_socket_t, short, void* self) {
-  static_cast<Stream*>(self)->completeFinish();
-}
-
-// Output is flushed: write the trailer (retrying on writability), shut the write side, report.
-void Stream::completeFinish() {
-  if (finished_) {
+void Stream::soonCallback(evutil_socket_t, short, void* self) {
+  auto* stream = static_cast<Stream*>(self);
+  const std::uint8_t work = stream->soon_;
+  stream->soon_ = 0;
+  if ((work & kSoonClosed) != 0) {
+    stream->reportClosed();
     return;
   }
-  if (!writeTrailer()) {
-    if (!trailer_retry_) {
-      trailer_retry_.reset(event_new(bufferevent_get_base(bev_.get()), fd(), EV_WRITE,
-                                     &Stream::trailerCallback, this));
-    }
-    if (trailer_retry_) {
-      event_add(trailer_retry_.get(), nullptr);
-      return;
+  if ((work & kSoonRead) != 0 && stream->phase_ == Phase::Open && !stream->readInput()) {
+    return;
+  }
+  if ((work & kSoonFlush) != 0) {
+    stream->flushOutput();
+  }
+}
+
+// Appending to output() schedules a write on this loop turn, unless the socket is known full
+// (then its writability event does it).
+void Stream::outputChanged(evbuffer*, const evbuffer_cb_info* info, void* self) {
+  auto* stream = static_cast<Stream*>(self);
+  if (info->n_added > 0 && stream->phase_ == Phase::Open && !stream->write_blocked_) {
+    stream->schedule(kSoonFlush);
+  }
+}
+
+bool Stream::onReadable() {
+  if (phase_ == Phase::Handshaking) {
+    return stepHandshake();
+  }
+  if (phase_ != Phase::Open) {
+    return true;
+  }
+  if (write_wants_read_) {
+    write_wants_read_ = false;
+    if (!flushOutput()) {
+      return false;
     }
   }
+  return readInput();
+}
+
+bool Stream::onWritable() {
+  switch (phase_) {
+    case Phase::Connecting: {
+      int error = 0;
+      socklen_t len = sizeof error;
+      if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &error, &len) != 0) {
+        error = errno;
+      }
+      return onConnectResult(error);
+    }
+    case Phase::Handshaking:
+      return stepHandshake();
+    case Phase::Open:
+      break;
+    case Phase::Detached:
+      return true;
+  }
+  if (read_wants_write_) {
+    read_wants_write_ = false;
+    if (!readInput()) {
+      return false;
+    }
+  }
+  write_blocked_ = false;
+  return flushOutput();
+}
+
+bool Stream::onConnectResult(int error) {
+  if (error != 0) {
+    markClosed(CloseKind::Error, std::strerror(error));
+    write_done_ = true;
+    return reportClosed();
+  }
+  return becomeOpen();
+}
+
+// The transport is ready: bytes flow from now on. Whatever was queued or already received
+// (TLS records that arrived with the handshake) is handled on this loop turn.
+bool Stream::becomeOpen() {
+  phase_ = Phase::Open;
+  syncInterest();
+  schedule(kSoonRead | kSoonFlush);
+  return onConnected();
+}
+
+bool Stream::stepHandshake() {
+  const IoResult result = handshake();
+  handshake_wants_write_ = false;
+  switch (result.status) {
+    case Io::Progress:
+      return becomeOpen();
+    case Io::WantRead:
+      break;
+    case Io::WantWrite:
+      handshake_wants_write_ = true;
+      break;
+    case Io::Eof:
+    case Io::Error:
+      // The handshake is over: what follows (an alert already written, finish(), raw reads
+      // until the peer closes) runs as on an open stream.
+      phase_ = Phase::Open;
+      write_done_ = result.status == Io::Error && !readableAfterClose();
+      return reportClosed();
+  }
+  syncInterest();
+  return true;
+}
+
+// Reads what the socket holds, up to kReadBudget, reporting Readable after each piece (so a
+// pause takes effect at once); while finishing, reads and drops. EOF or an error reports Closed
+// after the bytes before it were reported.
+bool Stream::readInput() {
+  char scratch[kReadChunk];
+  std::size_t budget = kReadBudget;
+  while (!read_done_ && (finishing_ || !paused_)) {
+    const IoResult result = receive(scratch, std::min(sizeof scratch, budget));
+    if (result.status == Io::Progress) {
+      if (!finishing_) {
+        evbuffer_add(input_.get(), scratch, result.bytes);
+        if (!emit(StreamEvent::Readable)) {
+          return false;
+        }
+      }
+      budget -= std::min(budget, result.bytes);
+      if (budget == 0) {
+        if (holdsInput()) {
+          schedule(kSoonRead);
+        }
+        break;
+      }
+      continue;
+    }
+    if (result.status == Io::WantWrite) {
+      read_wants_write_ = true;
+    } else if (result.status != Io::WantRead) {
+      if (result.status == Io::Error) {
+        write_done_ = !readableAfterClose();
+      }
+      return reportClosed();
+    }
+    break;
+  }
+  syncInterest();
+  return true;
+}
+
+// Writes output() until it is empty or the socket is full; reports Drained when a watched
+// level is reached and completes a finish() once everything is out.
+bool Stream::flushOutput() {
+  if (phase_ != Phase::Open) {
+    return true;
+  }
+  evbuffer* out = output_.get();
+  if (write_done_) {
+    evbuffer_drain(out, evbuffer_get_length(out));  // nobody left to write to
+  }
+  while (!write_done_ && evbuffer_get_length(out) > 0) {
+    const IoResult result = send(out);
+    if (result.status == Io::Progress) {
+      continue;
+    }
+    if (result.status == Io::WantWrite) {
+      write_blocked_ = true;
+    } else if (result.status == Io::WantRead) {
+      write_wants_read_ = true;
+    } else {
+      write_done_ = true;
+      if (close_kind_ == CloseKind::None) {
+        markClosed(CloseKind::Error, "write failed");
+      }
+      evbuffer_drain(out, evbuffer_get_length(out));
+      if (!reportClosed()) {
+        return false;
+      }
+    }
+    break;
+  }
+  syncInterest();
+  if (drain_watched_ && evbuffer_get_length(out) <= drain_mark_) {
+    drain_watched_ = false;
+    if (!emit(StreamEvent::Drained)) {
+      return false;
+    }
+  }
+  if (finishing_ && !finished_ && evbuffer_get_length(out) == 0) {
+    return completeFinish();
+  }
+  return true;
+}
+
+// Output is flushed: write the trailer (retried on writability), shut the write side, report.
+bool Stream::completeFinish() {
+  if (!write_done_) {
+    trailer_pending_ = false;
+    if (!writeTrailer()) {
+      trailer_pending_ = true;
+      syncInterest();
+      return true;
+    }
+    shutdownWrite();
+  }
   finished_ = true;
-  bufferevent_disable(bev_.get(), EV_WRITE);
-  shutdownWrite();
-  notify(StreamEvent::Finished);
+  syncInterest();
+  return emit(StreamEvent::Finished);
 }
 
 void Stream::shutdownWrite() {
-  if (fd() >= 0) {
-    ::shutdown(fd(), SHUT_WR);
+  if (fd_ >= 0) {
+    ::shutdown(fd_, SHUT_WR);
   }
 }
 
-void Stream::trailerCallback(evutil_socket_t, short, void* self) {
-  static_cast<Stream*>(self)->completeFinish();
-}
-
-void Stream::onError(short what) {
-  if ((what & BEV_EVENT_ERROR) != 0) {
-    int err = EVUTIL_SOCKET_ERROR();
-    markClosed(CloseKind::Error, err != 0 ? evutil_socket_error_to_string(err) : "error");
-  } else if ((what & BEV_EVENT_TIMEOUT) != 0) {
-    markClosed(CloseKind::Error, "timeout");
-  } else {
-    markClosed(CloseKind::Clean, {});
-  }
-  notify(StreamEvent::Closed);
-}
-
-void Stream::readCallback(bufferevent* bev, void* self) {
-  auto* stream = static_cast<Stream*>(self);
-  if (stream->finishing_) {
-    evbuffer* in = bufferevent_get_input(bev);
-    evbuffer_drain(in, evbuffer_get_length(in));
-    return;
-  }
-  stream->notify(StreamEvent::Readable);
-}
-
-void Stream::writeCallback(bufferevent*, void* self) {
-  auto* stream = static_cast<Stream*>(self);
-  if (stream->finishing_) {
-    if (stream->outputSize() == 0) {
-      stream->completeFinish();
+Stream::IoResult Stream::receive(void* into, std::size_t capacity) {
+  for (;;) {
+    const ssize_t n = ::recv(fd_, into, capacity, 0);
+    if (n > 0) {
+      return {Io::Progress, static_cast<std::size_t>(n)};
     }
-    return;
+    if (n == 0) {
+      return {Io::Eof};
+    }
+    if (errno == EINTR) {
+      continue;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      return {Io::WantRead};
+    }
+    markClosed(CloseKind::Error, std::strerror(errno));
+    return {Io::Error};
   }
-  stream->notify(StreamEvent::Drained);
 }
 
-void Stream::eventCallback(bufferevent*, short what, void* self) {
-  auto* stream = static_cast<Stream*>(self);
-  if ((what & BEV_EVENT_CONNECTED) != 0) {
-    stream->onConnected();
-  } else if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) != 0) {
-    stream->onError(what);
+Stream::IoResult Stream::send(evbuffer* from) {
+  const int n = evbuffer_write_atmost(from, fd_, -1);
+  if (n > 0) {
+    return {Io::Progress, static_cast<std::size_t>(n)};
   }
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+    return {Io::WantWrite};
+  }
+  markClosed(CloseKind::Error, n < 0 ? std::strerror(errno) : "write failed");
+  return {Io::Error};
 }
 
 }  // namespace mqtls::net

@@ -1,10 +1,11 @@
 #include "net/upstream_stream.h"
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -14,16 +15,6 @@ namespace {
 
 // No attempt gets less than this, however many addresses remain.
 constexpr std::chrono::milliseconds kMinAttempt{250};
-
-std::string socketErrorText(int fd) {
-  int err = 0;
-  socklen_t len = sizeof err;
-  if (fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) {
-    return std::strerror(err);
-  }
-  err = EVUTIL_SOCKET_ERROR();
-  return err != 0 ? evutil_socket_error_to_string(err) : "connection failed";
-}
 
 }  // namespace
 
@@ -35,9 +26,8 @@ std::string describeUpstream(const config::Upstream& upstream) {
 }
 
 UpstreamStream::UpstreamStream(StreamObserver& observer, event_base* base, evdns_base* dns)
-    : Stream(observer), base_(base), dns_(dns) {
-  attempt_timer_.reset(evtimer_new(base_, &UpstreamStream::attemptTimeoutCallback, this));
-  fail_later_.reset(event_new(base_, -1, 0, &UpstreamStream::failLaterCallback, this));
+    : Stream(observer, base), dns_(dns) {
+  attempt_timer_.reset(evtimer_new(base, &UpstreamStream::attemptTimeoutCallback, this));
 }
 
 UpstreamStream::~UpstreamStream() {
@@ -112,7 +102,8 @@ void UpstreamStream::onResolved(int result, evutil_addrinfo* addresses) {
   tryNextAddress();
 }
 
-// Starts the next attempt, bounded by an equal share of the time left; reports Closed when no
+// Starts the next attempt (a non-blocking connect whose result arrives as writability, even when
+// it completes at once), bounded by an equal share of the time left; reports Closed when no
 // address is left.
 void UpstreamStream::tryNextAddress() {
   while (next_address_ < addresses_.size()) {
@@ -123,17 +114,20 @@ void UpstreamStream::tryNextAddress() {
     if (addr->sa_family != AF_UNIX) {
       setPeerAddress(formatAddress(addr));
     }
-    adopt(bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS));
-    if (bev() == nullptr) {
-      failLater("cannot allocate upstream connection");
-      return;
-    }
-    if (bufferevent_socket_connect(bev(), const_cast<sockaddr*>(addr), static_cast<int>(len)) !=
-        0) {
+    const int fd = ::socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
       attempt_errors_ +=
           (attempt_errors_.empty() ? "" : "; ") + peerAddress() + ": " + std::strerror(errno);
-      releaseBufferEvent();
       continue;
+    }
+    if (::connect(fd, addr, len) != 0 && errno != EINPROGRESS && errno != EAGAIN) {
+      attempt_errors_ +=
+          (attempt_errors_.empty() ? "" : "; ") + peerAddress() + ": " + std::strerror(errno);
+      ::close(fd);
+      continue;
+    }
+    if (!attach(fd, Phase::Connecting)) {
+      return;  // reports Closed
     }
     auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline_ - std::chrono::steady_clock::now());
@@ -141,7 +135,6 @@ void UpstreamStream::tryNextAddress() {
     timeval tv{static_cast<time_t>(share.count() / 1000),
                static_cast<suseconds_t>((share.count() % 1000) * 1000)};
     evtimer_add(attempt_timer_.get(), &tv);
-    bufferevent_enable(bev(), EV_READ | EV_WRITE);
     return;
   }
   failLater(attempt_errors_.empty() ? "no address to connect to" : attempt_errors_);
@@ -150,7 +143,7 @@ void UpstreamStream::tryNextAddress() {
 void UpstreamStream::attemptFailed(const std::string& why) {
   event_del(attempt_timer_.get());
   attempt_errors_ += (attempt_errors_.empty() ? "" : "; ") + peerAddress() + ": " + why;
-  releaseBufferEvent();
+  detach();
   tryNextAddress();
 }
 
@@ -158,48 +151,15 @@ void UpstreamStream::attemptTimeoutCallback(evutil_socket_t, short, void* self) 
   static_cast<UpstreamStream*>(self)->attemptFailed("connect timed out");
 }
 
-// Reports Closed(Error) on the next loop turn, never from inside the caller.
-void UpstreamStream::failLater(std::string why) {
-  markClosed(CloseKind::Error, std::move(why));
-  event_active(fail_later_.get(), 0, 0);
-}
-
-void UpstreamStream::failLaterCallback(evutil_socket_t, short, void* self) {
-  static_cast<UpstreamStream*>(self)->notify(StreamEvent::Closed);
-}
-
-void UpstreamStream::onConnected() {
+bool UpstreamStream::onConnectResult(int error) {
+  if (error != 0) {
+    attemptFailed(std::strerror(error));
+    return true;
+  }
   event_del(attempt_timer_.get());
-  connected_ = true;
   int one = 1;
   setsockopt(fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  notify(StreamEvent::Connected);
-}
-
-void UpstreamStream::onError(short what) {
-  if (!connected_) {
-    attemptFailed(socketErrorText(fd()));
-    return;
-  }
-  Stream::onError(what);
-}
-
-// libevent reads at most 4 KiB from a socket per readiness event. Reads what else the broker has
-// already sent (up to `bytes` buffered) so it is forwarded in one piece. Stops at EAGAIN, EOF or
-// an error; the bufferevent sees EOF and errors itself on its next read.
-void UpstreamStream::readAhead(std::size_t bytes) {
-  evbuffer* in = input();
-  if (in == nullptr || !connected_) {
-    return;
-  }
-  std::size_t buffered = evbuffer_get_length(in);
-  while (buffered < bytes) {
-    int n = evbuffer_read(in, fd(), static_cast<int>(bytes - buffered));
-    if (n <= 0) {
-      break;
-    }
-    buffered += static_cast<std::size_t>(n);
-  }
+  return becomeOpen();
 }
 
 }  // namespace mqtls::net

@@ -28,23 +28,16 @@ class UpstreamStream final : public Stream {
   // Connected or Closed events on later loop turns, never from inside this call.
   void dial(const config::Upstream& upstream);
 
-  // Reads what the socket already holds, up to `bytes` buffered in input().
-  void readAhead(std::size_t bytes) override;
-
  protected:
-  void onConnected() override;
-  void onError(short what) override;
+  bool onConnectResult(int error) override;
 
  private:
   static void resolvedCallback(int result, evutil_addrinfo* addresses, void* self);
   static void attemptTimeoutCallback(evutil_socket_t, short, void* self);
-  static void failLaterCallback(evutil_socket_t, short, void* self);
   void onResolved(int result, evutil_addrinfo* addresses);
   void tryNextAddress();
   void attemptFailed(const std::string& why);
-  void failLater(std::string why);
 
-  event_base* base_;
   evdns_base* dns_;
   evdns_getaddrinfo_request* resolving_ = nullptr;
   std::vector<sockaddr_storage> addresses_;
@@ -53,8 +46,6 @@ class UpstreamStream final : public Stream {
   std::string attempt_errors_;  // "addr: reason; ..." for the log
   std::chrono::steady_clock::time_point deadline_;
   EventPtr attempt_timer_;
-  EventPtr fail_later_;
-  bool connected_ = false;
 };
 
 // "host:port" or "unix:/path", for logs.

@@ -1,6 +1,7 @@
 // RAII owners for libevent handles.
 #pragma once
 
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/dns.h>
 #include <event2/event.h>
@@ -19,6 +20,9 @@ struct EventDeleter {
 struct BufferEventDeleter {
   void operator()(bufferevent* p) const { bufferevent_free(p); }
 };
+struct EvBufferDeleter {
+  void operator()(evbuffer* p) const { evbuffer_free(p); }
+};
 struct ListenerDeleter {
   void operator()(evconnlistener* p) const { evconnlistener_free(p); }
 };
@@ -29,6 +33,7 @@ struct DnsBaseDeleter {
 using EventBasePtr = std::unique_ptr<event_base, EventBaseDeleter>;
 using EventPtr = std::unique_ptr<event, EventDeleter>;
 using BufferEventPtr = std::unique_ptr<bufferevent, BufferEventDeleter>;
+using EvBufferPtr = std::unique_ptr<evbuffer, EvBufferDeleter>;
 using ListenerPtr = std::unique_ptr<evconnlistener, ListenerDeleter>;
 using DnsBasePtr = std::unique_ptr<evdns_base, DnsBaseDeleter>;
 
