@@ -106,13 +106,15 @@ Stream::IoResult ClientTlsStream::handshake() {
 
 Stream::IoResult ClientTlsStream::receive(void* into, std::size_t capacity) {
   if (failed_) {
-    return Stream::receive(into, capacity);  // raw bytes after a failed session, dropped
+    // After a failed session only finish() reads on: raw bytes, dropped until the peer closes.
+    return finishing() ? Stream::receive(into, capacity) : IoResult{Io::Error};
   }
   ERR_clear_error();
   errno = 0;
   const int rc = SSL_read(ssl_.get(), into, static_cast<int>(capacity));
   if (rc > 0) {
-    return {Io::Progress, static_cast<std::size_t>(rc)};
+    // Records already read ahead are worth another call; the socket is left to readiness.
+    return {Io::Progress, static_cast<std::size_t>(rc), SSL_has_pending(ssl_.get()) == 1};
   }
   const int error = SSL_get_error(ssl_.get(), rc);
   switch (error) {

@@ -123,8 +123,11 @@ void Stream::schedule(std::uint8_t work) {
 // epoll_ctl runs only when that changes.
 void Stream::syncInterest() {
   const bool open = phase_ == Phase::Open;
+  // While the transport waits for writability (a handshake flight or a record that did not fit),
+  // reading could only spin: it stays off until the write side moved.
+  const bool blocked_on_write = handshake_wants_write_ || read_wants_write_;
   const bool want_read =
-      fd_ >= 0 && !read_done_ &&
+      fd_ >= 0 && !read_done_ && !blocked_on_write &&
       (phase_ == Phase::Handshaking || (open && (!paused_ || finishing_ || write_wants_read_)));
   const bool want_write =
       fd_ >= 0 && !write_done_ &&
@@ -137,6 +140,25 @@ void Stream::syncInterest() {
   if (want_write != write_armed_ && write_event_) {
     write_armed_ = want_write;
     want_write ? event_add(write_event_.get(), nullptr) : event_del(write_event_.get());
+  }
+}
+
+// Reads what the transport holds on the next loop turn, after the poller and the timers ran (a
+// zero timeout), so that a fast sender cannot keep this worker from its other connections.
+void Stream::readHeldLater() {
+  if (!held_read_) {
+    held_read_.reset(evtimer_new(base_, &Stream::heldReadCallback, this));
+  }
+  if (held_read_) {
+    const timeval now{0, 0};
+    evtimer_add(held_read_.get(), &now);
+  }
+}
+
+void Stream::heldReadCallback(evutil_socket_t, short, void* self) {
+  auto* stream = static_cast<Stream*>(self);
+  if (stream->phase_ == Phase::Open) {
+    stream->readInput();
   }
 }
 
@@ -176,7 +198,7 @@ void Stream::finish() {
     closed_reported_ = false;
   }
   syncInterest();
-  schedule(kSoonFlush);
+  schedule(kSoonFlush | (phase_ == Phase::Open && holdsInput() ? kSoonRead : 0));
 }
 
 // Reports Closed once (again only after finish() re-opened reading); reading stops.
@@ -327,10 +349,10 @@ bool Stream::readInput() {
         }
       }
       budget -= std::min(budget, result.bytes);
-      if (budget == 0) {
-        if (holdsInput()) {
-          schedule(kSoonRead);
-        }
+      if (budget == 0 && holdsInput()) {
+        readHeldLater();  // no readiness will announce what the transport holds
+      }
+      if (budget == 0 || !result.more) {
         break;
       }
       continue;
@@ -362,6 +384,7 @@ bool Stream::flushOutput() {
   while (!write_done_ && evbuffer_get_length(out) > 0) {
     const IoResult result = send(out);
     if (result.status == Io::Progress) {
+      write_blocked_ = false;
       continue;
     }
     if (result.status == Io::WantWrite) {
@@ -374,7 +397,8 @@ bool Stream::flushOutput() {
         markClosed(CloseKind::Error, "write failed");
       }
       evbuffer_drain(out, evbuffer_get_length(out));
-      if (!reportClosed()) {
+      // What the peer sent before it went away (a broker's refusing CONNACK) still counts.
+      if (!readInput() || !reportClosed()) {
         return false;
       }
     }
@@ -419,7 +443,8 @@ Stream::IoResult Stream::receive(void* into, std::size_t capacity) {
   for (;;) {
     const ssize_t n = ::recv(fd_, into, capacity, 0);
     if (n > 0) {
-      return {Io::Progress, static_cast<std::size_t>(n)};
+      const auto bytes = static_cast<std::size_t>(n);
+      return {Io::Progress, bytes, bytes == capacity};
     }
     if (n == 0) {
       return {Io::Eof};

@@ -5,8 +5,9 @@
 //
 // The stream drives its socket itself with two libevent events (readable, writable) and one
 // "soon" event that runs queued work later in the same loop turn:
-// - Reading stays armed while the stream is open and not paused, so a busy connection costs no
-//   epoll_ctl per message. Each readiness reads up to kReadBudget bytes in large pieces.
+// - Reading stays armed while the stream is open and not paused (nor waiting for writability),
+//   so a busy connection costs no epoll_ctl per message. Each readiness reads up to kReadBudget
+//   bytes in large pieces.
 // - Bytes appended to output() are written on the same loop turn, without waiting for the
 //   socket to report writable; EPOLLOUT is armed only while the kernel buffer is full.
 //
@@ -74,6 +75,7 @@ class Stream {
   void watchDrain(std::size_t bytes);
   void unwatchDrain() { drain_watched_ = false; }
 
+  // For an open stream (or one whose handshake failed).
   // Ends the stream gracefully: stops delivering input (it is discarded from now on), flushes
   // output(), ends the write side in the order the transport needs, then reports Finished. The
   // stream keeps reading to take the peer's close (Closed) so that unread bytes never turn the
@@ -99,6 +101,10 @@ class Stream {
   struct IoResult {
     Io status;
     std::size_t bytes = 0;
+    // Progress only: another read may find more at once. When false the read loop stops and
+    // leaves the rest to the next readiness (epoll is level-triggered), which saves the read
+    // that would only have met EAGAIN.
+    bool more = false;
   };
 
   // Takes ownership of `fd` and starts in `phase`. Returns false (fd closed, Closed reported on
@@ -148,10 +154,12 @@ class Stream {
   enum Soon : std::uint8_t { kSoonRead = 1, kSoonFlush = 2, kSoonClosed = 4 };
 
   static void readyCallback(evutil_socket_t fd, short what, void* self);
+  static void heldReadCallback(evutil_socket_t fd, short what, void* self);
   static void soonCallback(evutil_socket_t fd, short what, void* self);
   static void outputChanged(evbuffer* buffer, const evbuffer_cb_info* info, void* self);
 
   void schedule(std::uint8_t work);
+  void readHeldLater();
   bool onReadable();
   bool onWritable();
   bool stepHandshake();
@@ -170,6 +178,7 @@ class Stream {
   EventPtr read_event_;
   EventPtr write_event_;
   EventPtr soon_event_;
+  EventPtr held_read_;     // made on first use: records read ahead, taken after a budget ran out
   bool* alive_ = nullptr;  // set to false by the destructor while an event is being reported
   std::uint8_t soon_ = 0;
   std::size_t drain_mark_ = 0;

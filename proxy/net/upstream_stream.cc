@@ -120,13 +120,18 @@ void UpstreamStream::tryNextAddress() {
           (attempt_errors_.empty() ? "" : "; ") + peerAddress() + ": " + std::strerror(errno);
       continue;
     }
-    if (::connect(fd, addr, len) != 0 && errno != EINPROGRESS && errno != EAGAIN) {
+    // EAGAIN (a Unix socket's full backlog) started nothing: it fails the attempt.
+    if (::connect(fd, addr, len) != 0 && errno != EINPROGRESS && errno != EINTR) {
       attempt_errors_ +=
           (attempt_errors_.empty() ? "" : "; ") + peerAddress() + ": " + std::strerror(errno);
       ::close(fd);
       continue;
     }
-    if (!attach(fd, Phase::Connecting)) {
+    if (!attempt_timer_ || !attach(fd, Phase::Connecting)) {
+      if (!attempt_timer_) {
+        ::close(fd);
+        failLater("cannot allocate connection state");
+      }
       return;  // reports Closed
     }
     auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(

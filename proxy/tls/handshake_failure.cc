@@ -43,7 +43,7 @@ HandshakeFailure classifyHandshakeFailure(SSL* ssl, const std::vector<unsigned l
     return {verifyReason(verify),
             std::string("certificate verify failed: ") + X509_verify_cert_error_string(verify)};
   }
-  // libevent records SSL_get_error()'s small result code first, then the OpenSSL error queue
+  // The stream records SSL_get_error()'s small result code first, then the OpenSSL error queue
   // oldest first; the oldest queued error is the most specific one.
   unsigned long code = 0;
   for (unsigned long candidate : errors) {
