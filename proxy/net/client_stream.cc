@@ -18,6 +18,8 @@ ClientTlsStream::ClientTlsStream(StreamObserver& observer, event_base* base,
   if (ssl_ && SSL_set_fd(ssl_.get(), fd) == 1) {
     SSL_set_accept_state(ssl_.get());
     SSL_set_read_ahead(ssl_.get(), 1);
+    // Room for four full records per recv (the buffer is released while idle).
+    SSL_set_default_read_buffer_len(ssl_.get(), kReadAheadBytes);
     // A write that must be retried may find its bytes moved by later appends to output().
     SSL_set_mode(ssl_.get(), SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   } else {
@@ -126,6 +128,12 @@ Stream::IoResult ClientTlsStream::receive(void* into, std::size_t capacity) {
       return {Io::Eof};  // close_notify, or a FIN (unexpected EOF is accepted as a close)
     case SSL_ERROR_SYSCALL:
       if (ERR_peek_error() == 0 && errno == 0) {
+        return {Io::Eof};
+      }
+      if (ERR_peek_error() == 0 && errno == ECONNRESET) {
+        // A client that closes without reading our last records (its session tickets) resets
+        // the connection: what it sent before was authenticated and still counts.
+        markClosed(CloseKind::Clean, "connection reset by the client");
         return {Io::Eof};
       }
       [[fallthrough]];

@@ -66,6 +66,8 @@ class ClientTlsStream final : public Stream {
  private:
   // Largest plaintext per SSL_write: one full TLS record.
   static constexpr std::size_t kRecordBytes = 16 * 1024;
+  // Read-ahead buffer: four full records and their overhead.
+  static constexpr std::size_t kReadAheadBytes = 4 * (kRecordBytes + 512);
 
   // The session is unusable after `result`/`error`: records why (OpenSSL's error queue, or the
   // socket error) and returns Error.

@@ -1,0 +1,153 @@
+// The client's TLS stream over a real socket: a TLS client driven by hand on the other end of a
+// socketpair, the stream on the test's event loop.
+#include "net/client_stream.h"
+
+#include <gtest/gtest.h>
+#include <openssl/err.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "net/net_test_support.h"
+
+namespace mqtls::net::testing {
+namespace {
+
+struct Recorder final : StreamObserver {
+  std::vector<StreamEvent> events;
+  void onStreamEvent(Stream&, StreamEvent event) override { events.push_back(event); }
+  bool saw(StreamEvent event) const {
+    return std::find(events.begin(), events.end(), event) != events.end();
+  }
+};
+
+constexpr std::size_t kReadBudget = 64 * 1024;  // Stream's bytes per readiness
+
+class ClientTlsStreamTest : public NetTest {
+ protected:
+  void TearDown() override {
+    stream_.reset();
+    client_.reset();
+    if (client_fd_ >= 0) {
+      ::close(client_fd_);  // the SSL's socket BIO does not own it
+    }
+    NetTest::TearDown();
+  }
+
+  // Handshakes a client (client.pem) with a fresh stream.
+  void open() {
+    int fds[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+    const int big = 4 << 20;  // the kernel caps it; what matters is several read budgets
+    setsockopt(fds[1], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+    client_fd_ = fds[1];
+    client_.reset(SSL_new(client_ctx_));
+    ASSERT_TRUE(client_);
+    SSL_use_certificate_chain_file(client_.get(), certPath("client.pem").c_str());
+    SSL_use_PrivateKey_file(client_.get(), certPath("client.key").c_str(), SSL_FILETYPE_PEM);
+    SSL_set_fd(client_.get(), client_fd_);
+    SSL_set_connect_state(client_.get());
+    sockaddr_un peer{};
+    peer.sun_family = AF_UNIX;
+    stream_ = std::make_unique<ClientTlsStream>(recorder_, base(), *server_tls_, fds[0],
+                                                reinterpret_cast<sockaddr*>(&peer));
+    ASSERT_TRUE(stream_->start());
+    ASSERT_TRUE(runUntil([&] {
+      SSL_do_handshake(client_.get());
+      ERR_clear_error();
+      return recorder_.saw(StreamEvent::Connected) && SSL_is_init_finished(client_.get());
+    })) << stream_->closeDetail();
+  }
+
+  // Writes full records until the socket is full, without running the loop. Returns the
+  // plaintext bytes OpenSSL accepted.
+  std::size_t fillSocket() {
+    const std::vector<char> record(16 * 1024, 'x');
+    std::size_t written = 0;
+    for (;;) {
+      const int rc = SSL_write(client_.get(), record.data(), static_cast<int>(record.size()));
+      if (rc <= 0) {
+        ERR_clear_error();
+        return written;
+      }
+      written += static_cast<std::size_t>(rc);
+    }
+  }
+
+  std::size_t received() const { return evbuffer_get_length(stream_->input()); }
+
+  Recorder recorder_;
+  SslPtr client_;
+  int client_fd_ = -1;
+  std::unique_ptr<ClientTlsStream> stream_;
+};
+
+TEST_F(ClientTlsStreamTest, OneReadinessReadsAtMostTheBudgetAndTheRestFollows) {
+  open();
+  const std::size_t sent = fillSocket();
+  ASSERT_GT(sent, 3 * kReadBudget) << "the socket buffer holds too little for this test";
+  // One loop turn: the stream takes one budget, however much the client has queued, so that
+  // other connections on the worker get their turn.
+  event_base_loop(base(), EVLOOP_ONCE | EVLOOP_NONBLOCK);
+  EXPECT_GT(received(), 0U);
+  EXPECT_LE(received(), kReadBudget);
+  // ... and what OpenSSL read ahead beyond it waits for a later turn.
+  EXPECT_EQ(SSL_has_pending(stream_->ssl()), 1);
+  // The rest arrives on later turns, including what OpenSSL read ahead of the budget.
+  EXPECT_TRUE(runUntil([&] {
+    if (SSL_has_pending(client_.get()) == 0) {
+      fillSocket();  // flushes the record left pending when the socket was full
+    }
+    return received() >= sent;
+  })) << received()
+      << " of " << sent;
+  EXPECT_FALSE(recorder_.saw(StreamEvent::Closed)) << stream_->closeDetail();
+}
+
+TEST_F(ClientTlsStreamTest, FinishFlushesThenSendsCloseNotify) {
+  open();
+  const std::string reply = "broker says hello";
+  evbuffer_add(stream_->output(), reply.data(), reply.size());
+  stream_->finish();
+  ASSERT_TRUE(runUntil([&] { return recorder_.saw(StreamEvent::Finished); }));
+  std::string got(reply.size() + 16, '\0');
+  int rc = 0;
+  ASSERT_TRUE(runUntil([&] {
+    rc = SSL_read(client_.get(), got.data(), static_cast<int>(got.size()));
+    return rc > 0;
+  }));
+  got.resize(static_cast<std::size_t>(rc));
+  EXPECT_EQ(got, reply);
+  // Then a clean close_notify, not a reset.
+  ASSERT_TRUE(runUntil([&] {
+    rc = SSL_read(client_.get(), got.data(), static_cast<int>(got.size()));
+    return rc <= 0 && SSL_get_error(client_.get(), rc) != SSL_ERROR_WANT_READ;
+  }));
+  EXPECT_EQ(SSL_get_error(client_.get(), rc), SSL_ERROR_ZERO_RETURN);
+  // The client closes: the stream reports a clean close.
+  SSL_shutdown(client_.get());
+  ::shutdown(client_fd_, SHUT_WR);
+  ASSERT_TRUE(runUntil([&] { return recorder_.saw(StreamEvent::Closed); }));
+  EXPECT_EQ(stream_->closeKind(), CloseKind::Clean) << stream_->closeDetail();
+}
+
+TEST_F(ClientTlsStreamTest, AResetAfterTheClientsLastBytesIsACleanClose) {
+  open();
+  // The client writes and closes without reading what the server sent after the handshake (its
+  // session tickets): the kernel turns its close into a reset.
+  const std::string last = "CONNECT+PUBLISH+DISCONNECT";
+  ASSERT_EQ(SSL_write(client_.get(), last.data(), static_cast<int>(last.size())),
+            static_cast<int>(last.size()));
+  client_.reset();
+  ::close(client_fd_);
+  client_fd_ = -1;
+  ASSERT_TRUE(runUntil([&] { return recorder_.saw(StreamEvent::Closed); }));
+  EXPECT_EQ(received(), last.size()) << "the bytes before the reset are delivered";
+  EXPECT_EQ(stream_->closeKind(), CloseKind::Clean) << stream_->closeDetail();
+  EXPECT_EQ(stream_->closeDetail(), "connection reset by the client");
+}
+
+}  // namespace
+}  // namespace mqtls::net::testing
