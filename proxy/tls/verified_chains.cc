@@ -137,6 +137,17 @@ void keepVerified(VerifiedChains& cache, const ChainKey& key, X509_STORE_CTX* st
   cache.insert(key, std::move(chain), not_before, not_after);
 }
 
+// The stack the client's certificates arrived in becomes the session's peer chain once the
+// leaf is taken out of it. Nothing reads that chain (the verified chain holds what verification
+// used, up-referenced), yet it would keep a parsed copy of every intermediate for the life of
+// the connection and of its stored session: free them now, keep only the leaf.
+void dropPresentedIntermediates(X509_STORE_CTX* store) {
+  STACK_OF(X509)* presented = X509_STORE_CTX_get0_untrusted(store);
+  while (sk_X509_num(presented) > 1) {
+    X509_free(sk_X509_pop(presented));
+  }
+}
+
 }  // namespace
 
 VerifiedChains::VerifiedChains(std::size_t capacity)
@@ -223,6 +234,7 @@ int VerifiedChains::verify(X509_STORE_CTX* store, std::time_t now, FullVerify fu
       X509_STORE_CTX_set0_verified_chain(store, chain.release());
       X509_STORE_CTX_set_error(store, X509_V_OK);
       record(store, VerifyCacheResult::Hit);
+      dropPresentedIntermediates(store);
       return 1;
     }
   }
@@ -230,6 +242,7 @@ int VerifiedChains::verify(X509_STORE_CTX* store, std::time_t now, FullVerify fu
   const int verdict = full(store);
   if (verdict == 1 && key) {
     keepVerified(*this, *key, store, now);
+    dropPresentedIntermediates(store);
   }
   return verdict;
 }

@@ -76,6 +76,8 @@ class VerifiedChains {
   // unusual: no leaf, hashing fails) returns what `full` returns, with `store` as it left it,
   // and keeps the chain if `full` succeeded cleanly. Records the result on the SSL of `store`,
   // if any (see verifyCacheResult).
+  // After a successful verification (either way) the intermediates the client sent are freed:
+  // SSL_get_peer_cert_chain() is empty from then on; SSL_get0_verified_chain() has the chain.
   int verify(X509_STORE_CTX* store, std::time_t now, FullVerify full = &X509_verify_cert);
 
   // For SSL_CTX_set_cert_verify_callback: `arg` is the VerifiedChains; verify() at the current

@@ -51,11 +51,12 @@ class VerifiedChainsTest : public ::testing::Test {
   // as a server verifies a client chain. `chain_size` gets the verified chain's length.
   int verify(VerifiedChains& cache, X509* cert, std::time_t at, X509* extra = nullptr,
              int* chain_size = nullptr) {
-    STACK_OF(X509)* sent = sk_X509_new_null();  // holds no references of its own
-    sk_X509_push(sent, cert);  // as OpenSSL does: the leaf is first of the untrusted ones
-    sk_X509_push(sent, intermediate.get());
-    if (extra != nullptr) {
-      sk_X509_push(sent, extra);
+    // As OpenSSL does: the stack owns a reference to each, the leaf first of the untrusted ones.
+    STACK_OF(X509)* sent = sk_X509_new_null();
+    for (X509* each : {cert, intermediate.get(), extra}) {
+      if (each != nullptr && X509_up_ref(each) == 1) {
+        sk_X509_push(sent, each);
+      }
     }
     X509StoreCtxPtr ctx(X509_STORE_CTX_new());
     X509_STORE_CTX_init(ctx.get(), store.get(), cert, sent);
@@ -65,7 +66,7 @@ class VerifiedChainsTest : public ::testing::Test {
       *chain_size = sk_X509_num(X509_STORE_CTX_get0_chain(ctx.get()));
     }
     ctx.reset();
-    sk_X509_free(sent);
+    sk_X509_pop_free(sent, X509_free);
     ERR_clear_error();
     return verdict;
   }
@@ -238,7 +239,9 @@ config::TlsSettings settings() {
 struct Outcome {
   bool ok = false;
   VerifyCacheResult cache = VerifyCacheResult::None;
-  int verified_chain = 0;  // SSL_get0_verified_chain's length
+  int verified_chain = 0;   // SSL_get0_verified_chain's length
+  int presented_chain = 0;  // SSL_get_peer_cert_chain's length (the intermediates sent)
+  bool leaf = false;        // SSL_get0_peer_certificate is there
 };
 
 // A fresh client (no session to resume) with client.pem/.key, asking for `sni` if not empty.
@@ -270,6 +273,8 @@ Outcome handshake(const TlsContext& context, const std::string& sni = "") {
   }
   out.cache = verifyCacheResult(server.get());
   out.verified_chain = sk_X509_num(SSL_get0_verified_chain(server.get()));
+  out.presented_chain = sk_X509_num(SSL_get_peer_cert_chain(server.get()));
+  out.leaf = SSL_get0_peer_certificate(server.get()) != nullptr;
   ERR_clear_error();
   return out;
 }
@@ -285,6 +290,10 @@ TEST(VerifiedChainsHandshake, TheSecondHandshakeIsAHitWithAVerifiedChain) {
   EXPECT_EQ(second.cache, VerifyCacheResult::Hit);
   EXPECT_EQ(second.verified_chain, first.verified_chain);
   EXPECT_GE(second.verified_chain, 2);
+  // Either way the intermediates the client sent are not kept with the session; the leaf is.
+  EXPECT_EQ(first.presented_chain, 0);
+  EXPECT_EQ(second.presented_chain, 0);
+  EXPECT_TRUE(first.leaf && second.leaf);
 }
 
 TEST(VerifiedChainsHandshake, SizeZeroTurnsItOff) {
@@ -296,6 +305,7 @@ TEST(VerifiedChainsHandshake, SizeZeroTurnsItOff) {
     Outcome out = handshake(**context);
     ASSERT_TRUE(out.ok);
     EXPECT_EQ(out.cache, VerifyCacheResult::None);
+    EXPECT_EQ(out.presented_chain, 1) << "without the cache OpenSSL keeps what was sent";
   }
 }
 
