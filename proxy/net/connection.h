@@ -1,6 +1,6 @@
 // Connection: one client, from accept to close, as an explicit state machine over two streams
 // (net/stream.h): the client's TLS stream and, once admitted, the broker's stream. It never
-// touches sockets, OpenSSL or bufferevents itself.
+// touches sockets or OpenSSL itself.
 //
 //   Handshaking --handshake done--> AwaitingConnect --CONNECT decoded--> Admitting
 //   Admitting --accepted--> Dialing --broker connected--> Streaming
