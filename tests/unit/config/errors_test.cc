@@ -237,6 +237,16 @@ TEST_F(ConfigTest, DuplicateListenerName) {
       "5:11", "listeners[1].name", "listener name 'a' is already used by listeners[0]");
 }
 
+TEST_F(ConfigTest, AdminIsAReservedListenerName) {
+  // "admin" is how the admin listener's TLS context appears in metrics and reload reports.
+  const std::string tls =
+      "    tls: {cert: '${CERTS}/server-ec.pem', key: '${CERTS}/server-ec.key', "
+      "client_auth: none}\n";
+  expectOneError(load("listeners:\n  - name: admin\n    port: 1\n" + tls), "2:11",
+                 "listeners[0].name",
+                 "'admin' names the admin listener in metrics and reloads; choose another name");
+}
+
 TEST_F(ConfigTest, UnsetVariableIsAnErrorAtItsScalar) {
   ::unsetenv("MQTLS_TEST_UNSET");
   expectOneError(load(std::string(kMinimal) + "upstream:\n  host: \"db-${MQTLS_TEST_UNSET}\"\n"),
