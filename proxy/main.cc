@@ -16,6 +16,7 @@
 #include "ops/logging.h"
 #include "ops/metrics.h"
 #include "startup_check.h"
+#include "util/allocator.h"
 #include "util/version.h"
 
 namespace {
@@ -35,7 +36,8 @@ int parseArguments(int argc, char** argv, Options& options) {
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--version" || arg == "-V") {
-      std::printf("mqtls %s (%s)\n", mqtls::kVersion, OpenSSL_version(OPENSSL_VERSION));
+      std::printf("mqtls %s (%s, allocator %s)\n", mqtls::kVersion,
+                  OpenSSL_version(OPENSSL_VERSION), mqtls::allocatorInUse());
       return 0;
     }
     if (arg == "--help" || arg == "-h") {
@@ -133,8 +135,8 @@ int main(int argc, char** argv) {
   }
   evthread_use_pthreads();
   mqtls::ops::setupLogging(config.log);
-  spdlog::info("mqtls {} starting with {} ({})", mqtls::kVersion, options.config_path,
-               OpenSSL_version(OPENSSL_VERSION));
+  spdlog::info("mqtls {} starting with {} ({}, allocator {})", mqtls::kVersion, options.config_path,
+               OpenSSL_version(OPENSSL_VERSION), mqtls::allocatorInUse());
   for (const auto& line : loaded.warnings) {
     spdlog::warn("{}", line);
   }

@@ -10,6 +10,7 @@ PACKAGES=(
   libyaml-cpp-dev
   prometheus-cpp-dev
   libspdlog-dev libfmt-dev
+  libmimalloc-dev
   libgtest-dev
   mosquitto mosquitto-clients libmosquitto-dev
   clang libclang-rt-14-dev

@@ -6,6 +6,7 @@ crashed or misbehaving mqtls fails the test that started it."""
 import contextlib
 import io
 import json
+import os
 import re
 import signal
 import socket
@@ -292,6 +293,10 @@ limits:
         result = run_mqtls("--version")
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertRegex(result.stdout, r"^mqtls \d+\.\d+\.\d+")
+        # The allocator the build chose must be the one that really serves malloc.
+        expected = os.environ.get("MQTLS_ALLOCATOR")
+        if expected:
+            self.assertIn(f"allocator {expected})", result.stdout)
 
 
 class OptionalClientAuthTest(IntegrationTest):
