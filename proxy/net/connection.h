@@ -173,11 +173,13 @@ class Connection final : public StreamObserver {
   EventPtr deadline_;
   std::chrono::steady_clock::time_point accepted_at_;
   std::chrono::steady_clock::time_point dial_started_;
-  std::optional<tls::PeerIdentity> peer_;
-  std::string peer_error_;  // why a presented certificate gave no usable identity
+  // The certificate's identity and why it has none, from the handshake until the verdict (the
+  // decider reads them); freed then, as nothing later needs them.
+  std::unique_ptr<tls::PeerIdentity> peer_;
+  std::string peer_error_;
   std::optional<mqtt::ProtocolLevel> level_;
   std::unique_ptr<PendingAdmission> pending_;  // a decision that will arrive later
-  std::optional<Verdict> verdict_;             // the decision, once it arrived
+  std::unique_ptr<Verdict> verdict_;           // the decision, once it arrived (until used)
   bool deciding_ = false;                      // inside decide(): answers are kept, not dispatched
   int dispatch_depth_ = 0;  // dispatch() calls on the stack; only the outermost releases
   std::vector<std::uint8_t> pending_connect_;      // rewritten CONNECT awaiting the dial

@@ -137,7 +137,7 @@ void Connection::onHandshakeDone() {
   if (X509* leaf = client_->peerCertificate()) {
     auto identity = tls::extractPeerIdentity(leaf);
     if (identity) {
-      peer_ = std::move(identity.value());
+      peer_ = std::make_unique<tls::PeerIdentity>(std::move(identity.value()));
     } else {
       peer_error_ = identity.error().message;
     }
@@ -208,12 +208,12 @@ void Connection::admit(mqtt::ConnectPacket connect) {
   holdClientInput();
   transition(State::Admitting);
   armDeadline(host_.config().limits.admission_timeout);
-  AdmissionRequest request{id_, std::move(connect), peer_ ? &*peer_ : nullptr, peer_error_};
+  AdmissionRequest request{id_, std::move(connect), peer_.get(), peer_error_};
   request.ssl = client_->ssl();
   request.policy = tls::sitePolicy(request.ssl);
   deciding_ = true;
   pending_ = host_.admission().decide(std::move(request), [this](Verdict verdict) {
-    verdict_ = std::move(verdict);
+    verdict_ = std::make_unique<Verdict>(std::move(verdict));
     if (!deciding_) {
       pending_.reset();
       dispatch(Event::Admitted);
@@ -238,6 +238,8 @@ void Connection::holdClientInput() {
 void Connection::onVerdict() {
   Verdict verdict = std::move(*verdict_);
   verdict_.reset();
+  peer_.reset();  // the decision is made: nothing reads the identity again
+  std::string().swap(peer_error_);
   record_.identity = verdict.identity;
   if (!verdict.accepted) {
     if (auto rule = identityRule(verdict); !rule.empty()) {

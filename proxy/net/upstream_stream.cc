@@ -161,7 +161,12 @@ bool UpstreamStream::onConnectResult(int error) {
     attemptFailed(std::strerror(error));
     return true;
   }
-  event_del(attempt_timer_.get());
+  // Connected: what only the attempts needed is freed (idle connections hold thousands of these).
+  attempt_timer_.reset();
+  std::vector<sockaddr_storage>().swap(addresses_);
+  std::vector<socklen_t>().swap(address_lengths_);
+  std::string().swap(attempt_errors_);
+  next_address_ = 0;
   int one = 1;
   setsockopt(fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   return becomeOpen();

@@ -45,7 +45,7 @@ class UpstreamStream final : public Stream {
   std::size_t next_address_ = 0;
   std::string attempt_errors_;  // "addr: reason; ..." for the log
   std::chrono::steady_clock::time_point deadline_;
-  EventPtr attempt_timer_;
+  EventPtr attempt_timer_;  // null once connected
 };
 
 // "host:port" or "unix:/path", for logs.
