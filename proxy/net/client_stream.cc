@@ -13,9 +13,11 @@ namespace mqtls::net {
 
 ClientTlsStream::ClientTlsStream(StreamObserver& observer, event_base* base,
                                  const tls::TlsContext& context, int fd, const sockaddr* peer)
-    : Stream(observer, base), ssl_(context.newSsl()), pending_fd_(fd) {
+    : Stream(observer, base), socket_(fd), ssl_(context.newSsl()), pending_fd_(fd) {
   setPeerAddress(formatAddress(peer));
-  if (ssl_ && SSL_set_fd(ssl_.get(), fd) == 1) {
+  BIO* bio = ssl_ ? socket_.newBio() : nullptr;
+  if (bio != nullptr) {
+    SSL_set_bio(ssl_.get(), bio, bio);  // one reference, owned by the SSL
     SSL_set_accept_state(ssl_.get());
     SSL_set_read_ahead(ssl_.get(), 1);
     // Room for four full records per recv (the buffer is released while idle).
@@ -114,6 +116,9 @@ Stream::IoResult ClientTlsStream::receive(void* into, std::size_t capacity) {
   ERR_clear_error();
   errno = 0;
   const int rc = SSL_read(ssl_.get(), into, static_cast<int>(capacity));
+  if (socket_.held() > 0) {
+    flushSoon();  // reading made OpenSSL write (a post-handshake message): send it this turn
+  }
   if (rc > 0) {
     // Records already read ahead are worth another call; the socket is left to readiness.
     return {Io::Progress, static_cast<std::size_t>(rc), SSL_has_pending(ssl_.get()) == 1};
@@ -201,17 +206,43 @@ Stream::IoResult ClientTlsStream::fail(int error) {
   return {Io::Error};
 }
 
-// close_notify after the last byte, on a session that finished its handshake cleanly. When the
-// socket buffer is full OpenSSL keeps the alert pending; calling SSL_shutdown again writes it.
+// close_notify after the last byte, on a session that finished its handshake cleanly, then
+// everything held (the alert, or the alert of a failed handshake) sent before the write side is
+// shut. When the socket buffer is full OpenSSL keeps the alert pending (calling SSL_shutdown
+// again writes it) or the socket holds it back (flushed again on writability). A socket that
+// failed is given up: nothing more can be sent.
 bool ClientTlsStream::writeTrailer() {
   SSL* session = ssl_.get();
-  if (session == nullptr || failed_ || !handshake_done_) {
-    return true;
+  if (session != nullptr && !failed_ && handshake_done_ && !close_notify_queued_) {
+    const int rc = SSL_shutdown(session);
+    const bool retry = rc < 0 && SSL_get_error(session, rc) == SSL_ERROR_WANT_WRITE;
+    ERR_clear_error();
+    if (retry) {
+      return false;
+    }
+    close_notify_queued_ = true;
   }
-  const int rc = SSL_shutdown(session);
-  const bool retry = rc < 0 && SSL_get_error(session, rc) == SSL_ERROR_WANT_WRITE;
-  ERR_clear_error();
-  return !retry;
+  return socket_.held() == 0 || socket_.flush() != GatheringSocket::Flush::Blocked;
+}
+
+// The records gathered by the SSL_write calls of one flush leave in one send.
+Stream::IoResult ClientTlsStream::flushTransport() {
+  if (socket_.held() == 0) {
+    return {Io::Progress};
+  }
+  switch (socket_.flush()) {
+    case GatheringSocket::Flush::Done:
+      return {Io::Progress};
+    case GatheringSocket::Flush::Blocked:
+      return {Io::WantWrite};
+    case GatheringSocket::Flush::Failed:
+      break;
+  }
+  const int socket_error = errno;
+  failed_ = true;
+  errors_.push_back(static_cast<unsigned long>(SSL_ERROR_SYSCALL));
+  markClosed(CloseKind::Error, std::strerror(socket_error));
+  return {Io::Error};
 }
 
 }  // namespace mqtls::net

@@ -2,8 +2,9 @@
 // Connected when the handshake has finished (the peer certificate, if any, verified), Closed on
 // EOF, error or a failed handshake (handshakeFailure() then says why).
 //
-// OpenSSL reads and writes the socket itself (a socket BIO, reading ahead so that one recv
-// takes several records); plaintext is written in full 16 KiB records.
+// OpenSSL reads and writes the socket through a GatheringSocket (net/gathering_socket.h): it
+// reads ahead so that one recv takes several records, and the records written on one loop turn
+// leave in one send; plaintext is written in full 16 KiB records.
 //
 // Closing: finish() writes close_notify after the last byte (retrying while the socket buffer is
 // full), then SHUT_WR. After a failed handshake OpenSSL has already written its alert: finish()
@@ -20,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "net/gathering_socket.h"
 #include "net/stream.h"
 #include "tls/context.h"
 #include "util/openssl_ptr.h"
@@ -60,6 +62,7 @@ class ClientTlsStream final : public Stream {
   bool holdsInput() const override;
   bool onConnected() override;
   bool writeTrailer() override;
+  IoResult flushTransport() override;
   // After a failed TLS session the socket is read raw until the client closes.
   bool readableAfterClose() const override { return failed_; }
 
@@ -73,12 +76,14 @@ class ClientTlsStream final : public Stream {
   // socket error) and returns Error.
   IoResult fail(int error);
 
+  GatheringSocket socket_;  // declared before ssl_: the SSL's BIO points to it
   SslPtr ssl_;
   int pending_fd_ = -1;          // the socket until start() hands it to the stream
   std::size_t retry_write_ = 0;  // bytes of an SSL_write that must be retried as is
   bool handshake_done_ = false;
   bool failed_ = false;                // error after which the TLS session is unusable
   bool forget_ = false;                // forgetSession() was called
+  bool close_notify_queued_ = false;   // SSL_shutdown wrote close_notify (maybe still held)
   std::vector<unsigned long> errors_;  // OpenSSL errors of a failed session, oldest first
 };
 

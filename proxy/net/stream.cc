@@ -381,6 +381,7 @@ bool Stream::flushOutput() {
   if (write_done_) {
     evbuffer_drain(out, evbuffer_get_length(out));  // nobody left to write to
   }
+  bool failed = false;
   while (!write_done_ && evbuffer_get_length(out) > 0) {
     const IoResult result = send(out);
     if (result.status == Io::Progress) {
@@ -392,17 +393,25 @@ bool Stream::flushOutput() {
     } else if (result.status == Io::WantRead) {
       write_wants_read_ = true;
     } else {
-      write_done_ = true;
-      if (close_kind_ == CloseKind::None) {
-        markClosed(CloseKind::Error, "write failed");
-      }
-      evbuffer_drain(out, evbuffer_get_length(out));
-      // What the peer sent before it went away (a broker's refusing CONNACK) still counts.
-      if (!readInput() || !reportClosed()) {
-        return false;
-      }
+      failed = true;
     }
     break;
+  }
+  if (!failed && !write_done_ && !write_blocked_) {
+    const IoResult held = flushTransport();
+    write_blocked_ = held.status == Io::WantWrite;
+    failed = held.status == Io::Error;
+  }
+  if (failed) {
+    write_done_ = true;
+    if (close_kind_ == CloseKind::None) {
+      markClosed(CloseKind::Error, "write failed");
+    }
+    evbuffer_drain(out, evbuffer_get_length(out));
+    // What the peer sent before it went away (a broker's refusing CONNACK) still counts.
+    if (!readInput() || !reportClosed()) {
+      return false;
+    }
   }
   syncInterest();
   if (drain_watched_ && evbuffer_get_length(out) <= drain_mark_) {

@@ -141,6 +141,12 @@ class Stream {
   // Writes whatever must precede the write shutdown (TLS close_notify). Returns true when done;
   // false when it must be retried once the socket is writable.
   virtual bool writeTrailer() { return true; }
+  // Sends what the transport gathered from the send() calls of one flush (TLS records held for
+  // one system call): Progress when nothing is left, WantWrite when the socket is full, Error
+  // (after markClosed) when the socket failed. Called after every flush of output().
+  virtual IoResult flushTransport() { return {Io::Progress}; }
+  // Runs a flush on this loop turn (the transport wrote while reading).
+  void flushSoon() { schedule(kSoonFlush); }
   // Shuts the write side of the socket (after the trailer).
   virtual void shutdownWrite();
   // Whether the socket may still be read after a Closed was reported (a failed TLS handshake

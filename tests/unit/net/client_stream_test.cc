@@ -133,6 +133,36 @@ TEST_F(ClientTlsStreamTest, FinishFlushesThenSendsCloseNotify) {
   EXPECT_EQ(stream_->closeKind(), CloseKind::Clean) << stream_->closeDetail();
 }
 
+TEST_F(ClientTlsStreamTest, OutputLargerThanTheSocketArrivesWholeAndInOrderThenCloseNotify) {
+  open();
+  // Far more than the socket takes at once: records are gathered, the socket fills, the held
+  // records wait for writability, and close_notify comes only after the last of them.
+  std::string reply(3 << 20, '\0');
+  for (std::size_t i = 0; i < reply.size(); ++i) {
+    reply[i] = static_cast<char>(i % 253);
+  }
+  evbuffer_add(stream_->output(), reply.data(), reply.size());
+  stream_->finish();
+  std::string got;
+  std::vector<char> chunk(64 * 1024);
+  int rc = 0;
+  ASSERT_TRUE(runUntil([&] {
+    for (;;) {
+      rc = SSL_read(client_.get(), chunk.data(), static_cast<int>(chunk.size()));
+      if (rc <= 0) {
+        break;
+      }
+      got.append(chunk.data(), static_cast<std::size_t>(rc));
+    }
+    return SSL_get_error(client_.get(), rc) != SSL_ERROR_WANT_READ;
+  })) << got.size() << " of " << reply.size();
+  EXPECT_EQ(SSL_get_error(client_.get(), rc), SSL_ERROR_ZERO_RETURN) << "close_notify last";
+  EXPECT_EQ(got.size(), reply.size());
+  EXPECT_TRUE(got == reply) << "bytes arrived out of order or altered";
+  EXPECT_TRUE(recorder_.saw(StreamEvent::Finished));
+  EXPECT_FALSE(recorder_.saw(StreamEvent::Closed)) << stream_->closeDetail();
+}
+
 TEST_F(ClientTlsStreamTest, AResetAfterTheClientsLastBytesIsACleanClose) {
   open();
   // The client writes and closes without reading what the server sent after the handshake (its

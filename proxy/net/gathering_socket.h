@@ -1,0 +1,56 @@
+// GatheringSocket: the BIO a client's TLS session reads and writes its socket through.
+//
+// Reads are recv() as OpenSSL's own socket BIO does them (EOF and EAGAIN reported the same way).
+// Writes are gathered: OpenSSL hands over one TLS record per write, and this keeps them, in
+// order, until a flush (flush() below, or OpenSSL's BIO_flush at the end of a handshake flight
+// and after an alert), or until kGatherBytes are held, when it writes them out before taking
+// more. Records produced on one loop turn so leave in one system call (four 16 KiB records per
+// send instead of four writes). What it holds is freed once written: an idle connection holds
+// nothing here.
+//
+// It never blocks and never throws: a full socket is a retryable write (OpenSSL then reports
+// SSL_ERROR_WANT_WRITE and repeats the same record later), any other socket error a failed one
+// with errno set.
+#pragma once
+
+#include <openssl/bio.h>
+
+#include <cstddef>
+#include <vector>
+
+namespace mqtls::net {
+
+class GatheringSocket {
+ public:
+  // Bytes held before a write first sends what is held: four full records.
+  static constexpr std::size_t kGatherBytes = 64 * 1024;
+  // A full TLS record with its header and the largest AEAD expansion.
+  static constexpr std::size_t kFullRecord = 16 * 1024 + 256;
+
+  explicit GatheringSocket(int fd) : fd_(fd) {}
+  GatheringSocket(const GatheringSocket&) = delete;
+  GatheringSocket& operator=(const GatheringSocket&) = delete;
+
+  // A new BIO over this object, for SSL_set_bio(ssl, bio, bio); this object must outlive it.
+  // Null when out of memory.
+  BIO* newBio();
+
+  enum class Flush { Done, Blocked, Failed };
+  // Sends everything held. Blocked: the socket is full (the rest stays held); Failed: errno says
+  // why (the rest stays held, never sent).
+  Flush flush();
+  // Bytes held, not yet sent.
+  std::size_t held() const { return held_.size() - sent_; }
+
+ private:
+  static int bioWrite(BIO* bio, const char* data, int size);
+  static int bioRead(BIO* bio, char* into, int size);
+  static long bioCtrl(BIO* bio, int command, long number, void* pointer);
+
+  int fd_;
+  bool eof_ = false;
+  std::vector<unsigned char> held_;
+  std::size_t sent_ = 0;  // bytes at the front of held_ already sent
+};
+
+}  // namespace mqtls::net
