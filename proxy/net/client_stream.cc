@@ -222,7 +222,28 @@ bool ClientTlsStream::writeTrailer() {
     }
     close_notify_queued_ = true;
   }
-  return socket_.held() == 0 || socket_.flush() != GatheringSocket::Flush::Blocked;
+  if (socket_.held() == 0) {
+    return true;
+  }
+  switch (socket_.flush()) {
+    case GatheringSocket::Flush::Done:
+      return true;
+    case GatheringSocket::Flush::Blocked:
+      return false;
+    case GatheringSocket::Flush::Failed:
+      break;
+  }
+  sendFailed();  // the last records were lost: not a clean finish
+  return true;
+}
+
+void ClientTlsStream::sendFailed() {
+  const int socket_error = errno;
+  failed_ = true;
+  errors_.push_back(static_cast<unsigned long>(SSL_ERROR_SYSCALL));
+  if (closeKind() == CloseKind::None) {  // a close already seen (a reset) says more
+    markClosed(CloseKind::Error, std::strerror(socket_error));
+  }
 }
 
 // The records gathered by the SSL_write calls of one flush leave in one send.
@@ -238,10 +259,7 @@ Stream::IoResult ClientTlsStream::flushTransport() {
     case GatheringSocket::Flush::Failed:
       break;
   }
-  const int socket_error = errno;
-  failed_ = true;
-  errors_.push_back(static_cast<unsigned long>(SSL_ERROR_SYSCALL));
-  markClosed(CloseKind::Error, std::strerror(socket_error));
+  sendFailed();
   return {Io::Error};
 }
 

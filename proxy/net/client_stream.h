@@ -75,6 +75,9 @@ class ClientTlsStream final : public Stream {
   // The session is unusable after `result`/`error`: records why (OpenSSL's error queue, or the
   // socket error) and returns Error.
   IoResult fail(int error);
+  // Sending held records failed (errno says why): the session is unusable; records why unless a
+  // close was already seen.
+  void sendFailed();
 
   GatheringSocket socket_;  // declared before ssl_: the SSL's BIO points to it
   SslPtr ssl_;

@@ -47,7 +47,14 @@ GatheringSocket::Flush GatheringSocket::flush() {
     if (n < 0 && errno == EINTR) {
       continue;
     }
-    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? Flush::Blocked : Flush::Failed;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      return Flush::Blocked;
+    }
+    const int error = errno;
+    std::vector<unsigned char>().swap(held_);
+    sent_ = 0;
+    errno = error;
+    return Flush::Failed;
   }
   std::vector<unsigned char>().swap(held_);  // freed, not kept: idle connections hold nothing
   sent_ = 0;
@@ -73,7 +80,14 @@ int GatheringSocket::bioWrite(BIO* bio, const char* data, int size) {
   }
   const auto* bytes = reinterpret_cast<const unsigned char*>(data);  // a memmove, not a loop
   try {
-    if (self->held_.empty() && static_cast<std::size_t>(size) >= kFullRecord) {
+    if (self->sent_ > 0) {
+      // A flush stopped part way (the socket was full): drop what it sent, so that a socket that
+      // stays slow cannot make the buffer grow.
+      self->held_.erase(self->held_.begin(),
+                        self->held_.begin() + static_cast<std::ptrdiff_t>(self->sent_));
+      self->sent_ = 0;
+    }
+    if (self->held_.empty() && static_cast<std::size_t>(size) >= kLargeRecord) {
       self->held_.reserve(kGatherBytes + kFullRecord);  // a full gather without regrowing
     }
     self->held_.insert(self->held_.end(), bytes, bytes + size);

@@ -24,8 +24,9 @@ class GatheringSocket {
  public:
   // Bytes held before a write first sends what is held: four full records.
   static constexpr std::size_t kGatherBytes = 64 * 1024;
-  // A full TLS record with its header and the largest AEAD expansion.
-  static constexpr std::size_t kFullRecord = 16 * 1024 + 256;
+  // A record at least this large starts a gather with room for kGatherBytes and one more record.
+  static constexpr std::size_t kLargeRecord = 8 * 1024;
+  static constexpr std::size_t kFullRecord = 16 * 1024 + 256;  // header, data, largest AEAD tag
 
   explicit GatheringSocket(int fd) : fd_(fd) {}
   GatheringSocket(const GatheringSocket&) = delete;
@@ -37,10 +38,13 @@ class GatheringSocket {
 
   enum class Flush { Done, Blocked, Failed };
   // Sends everything held. Blocked: the socket is full (the rest stays held); Failed: errno says
-  // why (the rest stays held, never sent).
+  // why (what was held is dropped: it can never be sent).
   Flush flush();
   // Bytes held, not yet sent.
   std::size_t held() const { return held_.size() - sent_; }
+  // Bytes allocated for them: at most about kGatherBytes plus two records, however long the
+  // socket stays full (the sent part is dropped before more is taken).
+  std::size_t footprint() const { return held_.capacity(); }
 
  private:
   static int bioWrite(BIO* bio, const char* data, int size);

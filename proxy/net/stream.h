@@ -145,8 +145,13 @@ class Stream {
   // one system call): Progress when nothing is left, WantWrite when the socket is full, Error
   // (after markClosed) when the socket failed. Called after every flush of output().
   virtual IoResult flushTransport() { return {Io::Progress}; }
-  // Runs a flush on this loop turn (the transport wrote while reading).
-  void flushSoon() { schedule(kSoonFlush); }
+  // Runs a flush on this loop turn (the transport wrote while reading), unless the socket is
+  // known full (its writability runs one).
+  void flushSoon() {
+    if (!write_blocked_) {
+      schedule(kSoonFlush);
+    }
+  }
   // Shuts the write side of the socket (after the trailer).
   virtual void shutdownWrite();
   // Whether the socket may still be read after a Closed was reported (a failed TLS handshake

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <string>
 #include <vector>
@@ -104,14 +105,18 @@ TEST_F(GatheringSocketTest, AFullSocketBlocksAndKeepsEveryByteForLater) {
   }
   ASSERT_EQ(flushed, GatheringSocket::Flush::Blocked);
   ASSERT_GT(socket_->held(), 0U);
-  // Held past the limit, a write cannot go on: OpenSSL is told to retry it.
-  const std::size_t before = socket_->held();
-  if (before >= GatheringSocket::kGatherBytes) {
-    EXPECT_EQ(write("more"), -1);
-    EXPECT_TRUE(BIO_should_retry(bio_));
-    EXPECT_TRUE(BIO_should_write(bio_));
-    EXPECT_EQ(socket_->held(), before);
+  // Records are taken until the limit is held; past it a write cannot go on: OpenSSL is told to
+  // retry it, and nothing is taken.
+  const std::string record = pattern(16406, 'r');
+  int taken = 0;
+  while (taken < 8 && write(record) == static_cast<int>(record.size())) {
+    sent += record;
+    ++taken;
   }
+  ASSERT_LT(taken, 8) << "a full socket never refused a write";
+  EXPECT_TRUE(BIO_should_retry(bio_));
+  EXPECT_TRUE(BIO_should_write(bio_));
+  EXPECT_GE(socket_->held(), GatheringSocket::kGatherBytes);
   EXPECT_EQ(BIO_flush(bio_), -1);
   EXPECT_TRUE(BIO_should_retry(bio_) && BIO_should_write(bio_));
   // The peer reads; flushing again delivers the rest, in order.
@@ -126,6 +131,36 @@ TEST_F(GatheringSocketTest, AFullSocketBlocksAndKeepsEveryByteForLater) {
   EXPECT_TRUE(got == sent) << "bytes arrived out of order or altered";
 }
 
+TEST_F(GatheringSocketTest, ASlowReaderCannotMakeTheBufferGrow) {
+  // The peer reads a little at a time while records keep coming: each flush stops part way.
+  const int small = 16 * 1024;
+  setsockopt(ours_, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  const std::string record = pattern(16406, 's');
+  std::string sent;
+  std::string got;
+  std::size_t largest = 0;
+  char chunk[8192];
+  for (int round = 0; round < 400; ++round) {
+    if (write(record) == static_cast<int>(record.size())) {
+      sent += record;
+    }
+    socket_->flush();
+    largest = std::max(largest, socket_->footprint());
+    const ssize_t n = ::recv(peer_, chunk, sizeof chunk, 0);
+    if (n > 0) {
+      got.append(chunk, static_cast<std::size_t>(n));
+    }
+  }
+  EXPECT_GT(sent.size(), 3 * GatheringSocket::kGatherBytes) << "too few records for the test";
+  EXPECT_LE(largest, 2 * (GatheringSocket::kGatherBytes + GatheringSocket::kFullRecord));
+  while (socket_->held() > 0) {
+    got += drainPeer();
+    ASSERT_NE(socket_->flush(), GatheringSocket::Flush::Failed);
+  }
+  got += drainPeer();
+  EXPECT_TRUE(got == sent) << "bytes arrived out of order or altered";
+}
+
 TEST_F(GatheringSocketTest, ADeadSocketFailsWithoutRetry) {
   ::close(peer_);
   peer_ = -1;
@@ -133,6 +168,8 @@ TEST_F(GatheringSocketTest, ADeadSocketFailsWithoutRetry) {
   errno = 0;
   EXPECT_EQ(socket_->flush(), GatheringSocket::Flush::Failed);
   EXPECT_TRUE(errno == EPIPE || errno == ECONNRESET) << errno;
+  EXPECT_EQ(socket_->held(), 0U) << "what can never be sent is dropped";
+  ASSERT_EQ(write("record"), 6);
   EXPECT_EQ(BIO_flush(bio_), -1);
   EXPECT_FALSE(BIO_should_retry(bio_));
 }
