@@ -19,12 +19,26 @@ namespace {
 
 // SHA-256 over every file's path and bytes: equal digests mean the context would be built from
 // the same material. An unreadable file contributes a marker, so it differs from any content.
+// The file's bytes, or a marker when it cannot be read (missing, unreadable, a directory: the
+// stream then fails while reading, which libstdc++ reports by throwing). Never throws.
+std::string fileBytesOrMarker(const std::string& file) {
+  const std::string unreadable = "\1unreadable";
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    return unreadable;
+  }
+  try {
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  } catch (const std::exception&) {
+    return unreadable;
+  }
+}
+
 std::string filesDigest(const config::TlsSettings& settings) {
   std::string all;
   for (const auto& file : tls::contextFiles(settings)) {
-    std::ifstream in(file, std::ios::binary);
     all += file + '\0';
-    all += in ? std::string(std::istreambuf_iterator<char>(in), {}) : std::string("\1unreadable");
+    all += fileBytesOrMarker(file);
     all += '\0';
   }
   unsigned char digest[EVP_MAX_MD_SIZE];

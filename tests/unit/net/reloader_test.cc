@@ -165,6 +165,18 @@ TEST_F(ReloaderTest, AMismatchThatLastsIsAFailureCountedOnce) {
   EXPECT_EQ(servedKeyType(), EVP_PKEY_RSA);
 }
 
+TEST_F(ReloaderTest, ACertificatePathThatBecomesADirectoryFailsTheReloadOnly) {
+  auto before = store_->current();
+  fs::remove(dir_ / "server.pem");
+  fs::create_directory(dir_ / "server.pem");  // a rotation gone wrong
+  ASSERT_TRUE(eventually([&] { return reloads("failed") == 1; }));
+  EXPECT_EQ(store_->current(), before) << "the last good context is kept";
+  fs::remove(dir_ / "server.pem");
+  put("server-ec.pem", "server.pem");  // put right: picked up again
+  ASSERT_TRUE(eventually([&] { return reloads("ok") == 1; }));
+  EXPECT_NE(store_->current(), before);
+}
+
 TEST(RestartOnlyChanges, NamesEachChangedKeyAndNotTlsSettings) {
   config::Config running;
   running.workers = 2;
