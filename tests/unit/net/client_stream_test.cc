@@ -155,11 +155,41 @@ TEST_F(ClientTlsStreamTest, OutputLargerThanTheSocketArrivesWholeAndInOrderThenC
       got.append(chunk.data(), static_cast<std::size_t>(rc));
     }
     return SSL_get_error(client_.get(), rc) != SSL_ERROR_WANT_READ;
-  })) << got.size() << " of " << reply.size();
+  })) << got.size()
+      << " of " << reply.size();
   EXPECT_EQ(SSL_get_error(client_.get(), rc), SSL_ERROR_ZERO_RETURN) << "close_notify last";
   EXPECT_EQ(got.size(), reply.size());
   EXPECT_TRUE(got == reply) << "bytes arrived out of order or altered";
   EXPECT_TRUE(recorder_.saw(StreamEvent::Finished));
+  EXPECT_FALSE(recorder_.saw(StreamEvent::Closed)) << stream_->closeDetail();
+}
+
+TEST_F(ClientTlsStreamTest, AKeyUpdateTheClientRequestsIsAnsweredThroughTheGatheredWrites) {
+  open();
+  // TLS 1.3: the client moves to new keys and asks the server to do the same. The server's
+  // KeyUpdate is a handshake message OpenSSL writes itself, before the next record of data.
+  ASSERT_EQ(SSL_version(client_.get()), TLS1_3_VERSION);
+  ASSERT_EQ(SSL_key_update(client_.get(), SSL_KEY_UPDATE_REQUESTED), 1);
+  const std::string ping = "PINGREQ";
+  ASSERT_EQ(SSL_write(client_.get(), ping.data(), static_cast<int>(ping.size())),
+            static_cast<int>(ping.size()));
+  ASSERT_TRUE(runUntil([&] { return received() >= ping.size(); }));
+  EXPECT_EQ(SSL_get_key_update_type(stream_->ssl()), SSL_KEY_UPDATE_NOT_REQUESTED)
+      << "the server owes its KeyUpdate";
+  const std::string pong = "PINGRESP";
+  evbuffer_add(stream_->output(), pong.data(), pong.size());
+  std::string got(64, '\0');
+  int rc = 0;
+  ASSERT_TRUE(runUntil([&] {
+    rc = SSL_read(client_.get(), got.data(), static_cast<int>(got.size()));
+    ERR_clear_error();
+    return rc > 0;
+  })) << "the answer did not arrive: "
+      << stream_->closeDetail();
+  got.resize(static_cast<std::size_t>(rc));
+  EXPECT_EQ(got, pong);
+  EXPECT_EQ(SSL_get_key_update_type(stream_->ssl()), SSL_KEY_UPDATE_NONE)
+      << "the server's KeyUpdate went out with the answer";
   EXPECT_FALSE(recorder_.saw(StreamEvent::Closed)) << stream_->closeDetail();
 }
 
