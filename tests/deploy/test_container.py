@@ -174,7 +174,7 @@ class ContainerImage(unittest.TestCase):
         broker, proxy = f"mqtls-test-broker-{tag}", f"mqtls-test-proxy-{tag}"
         self.addCleanup(self._remove, broker)  # cleanups run last first: mqtls goes first
         self.addCleanup(self._remove, proxy)
-        mqtt_port, admin_port = free_port(), free_port()
+        mqtt_port, admin_port = free_port(hold=False), free_port(hold=False)
 
         # The broker: loopback of the shared network namespace only; the namespace's ports 8883
         # (mqtls) and 9100 (its admin listener) are published on the host's loopback.

@@ -62,29 +62,42 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
-_handed_out: set[int] = set()
+# Every port handed out stays bound here, unlistened, with SO_REUSEADDR set after the bind,
+# until this test process exits. While it is held, the kernel gives it to no outgoing
+# connection (connect() skips ports with an explicitly bound socket), no other test process
+# can pick it (their probe bind, without SO_REUSEADDR, fails), yet the server the test starts
+# there binds and listens (mqtls, Mosquitto, evhttp and openssl all set SO_REUSEADDR).
+_held: dict[int, socket.socket] = {}
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that is bindable now, picked at random BELOW the kernel's ephemeral range: a port
-    from bind(0) comes from that range, where the outgoing connections of every other test
-    (mqtls dialling its broker, clients) may take it before the server binds it."""
+def free_port(host: str = "127.0.0.1", hold: bool = True) -> int:
+    """A port that is bindable now and stays reserved for this process (see _held), picked at
+    random from 10000 up to the kernel's ephemeral range, or up to 61000 when that range
+    starts too low to leave room (1024-65535 is common). hold=False: probed and released, for
+    a server that binds without SO_REUSEADDR; such a port may be taken again before it binds."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     low = 10000
-    high = max(low + 1000, _ephemeral_range()[0] - 1)
+    high = _ephemeral_range()[0] - 1
+    if high - low < 5000:
+        high = 61000
     rng = random.SystemRandom()
     for _ in range(200):
         port = rng.randrange(low, high)
-        if port in _handed_out:
+        if port in _held:
             continue
-        with socket.socket(family, socket.SOCK_STREAM) as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-        _handed_out.add(port)
+        probe = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            probe.close()
+            continue
+        if not hold:
+            probe.close()
+            return port
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        _held[port] = probe
         return port
-    raise RuntimeError("no free port found below the ephemeral range")
+    raise RuntimeError(f"no free port found in {low}-{high}")
 
 
 def ipv6_loopback_problem() -> str | None:
