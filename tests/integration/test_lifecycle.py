@@ -38,10 +38,14 @@ class DrainTest(IntegrationTest):
         proxy.send_signal(signal.SIGTERM)
         proxy.wait_for_log(r"draining")
 
-        # New connections are refused at once: the listening sockets are closed.
+        # New connections are refused at once: the listening sockets are closed. Each worker
+        # closes its own on its own loop, so a connection that reaches a worker's accept queue
+        # in the instant before it closes is reset rather than refused: try again.
         def refused():
             try:
                 socket.create_connection(("127.0.0.1", proxy.port), timeout=5).close()
+                return False
+            except ConnectionResetError:
                 return False
             except ConnectionRefusedError:
                 return True

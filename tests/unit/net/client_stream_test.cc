@@ -8,6 +8,8 @@
 #include <sys/un.h>
 
 #include <algorithm>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "net/net_test_support.h"
@@ -17,7 +19,13 @@ namespace {
 
 struct Recorder final : StreamObserver {
   std::vector<StreamEvent> events;
-  void onStreamEvent(Stream&, StreamEvent event) override { events.push_back(event); }
+  std::function<void(Stream&, StreamEvent)> also;  // the test's own reaction, if any
+  void onStreamEvent(Stream& stream, StreamEvent event) override {
+    events.push_back(event);
+    if (also) {
+      also(stream, event);
+    }
+  }
   bool saw(StreamEvent event) const {
     return std::find(events.begin(), events.end(), event) != events.end();
   }
@@ -78,6 +86,27 @@ class ClientTlsStreamTest : public NetTest {
 
   std::size_t received() const { return evbuffer_get_length(stream_->input()); }
 
+  // Writes `count` records of `size` plaintext bytes each, as a device writes one packet per
+  // SSL_write. Returns the plaintext bytes written.
+  std::size_t writeSmallRecords(int count, std::size_t size) {
+    const std::string packet(size, 'p');
+    std::size_t written = 0;
+    for (int i = 0; i < count; ++i) {
+      const int rc = SSL_write(client_.get(), packet.data(), static_cast<int>(packet.size()));
+      EXPECT_EQ(rc, static_cast<int>(size));
+      written += rc > 0 ? static_cast<std::size_t>(rc) : 0;
+    }
+    return written;
+  }
+
+  // Bytes that look like an application-data record but do not authenticate.
+  void writeForgedRecord() {
+    std::vector<unsigned char> forged = {0x17, 0x03, 0x03, 0x00, 0x40};
+    forged.resize(forged.size() + 0x40, 0xA5);
+    ASSERT_EQ(::send(client_fd_, forged.data(), forged.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(forged.size()));
+  }
+
   Recorder recorder_;
   SslPtr client_;
   int client_fd_ = -1;
@@ -104,6 +133,49 @@ TEST_F(ClientTlsStreamTest, OneReadinessReadsAtMostTheBudgetAndTheRestFollows) {
   })) << received()
       << " of " << sent;
   EXPECT_FALSE(recorder_.saw(StreamEvent::Closed)) << stream_->closeDetail();
+}
+
+TEST_F(ClientTlsStreamTest, AForgedRecordAfterGoodOnesDeliversTheirBytesThenAnErrorClose) {
+  open();
+  const std::size_t sent = writeSmallRecords(5, 70);
+  writeForgedRecord();
+  ASSERT_TRUE(runUntil([&] { return recorder_.saw(StreamEvent::Closed); }));
+  EXPECT_EQ(received(), sent) << "the records before the forged one count";
+  const auto readable =
+      std::find(recorder_.events.begin(), recorder_.events.end(), StreamEvent::Readable);
+  const auto closed =
+      std::find(recorder_.events.begin(), recorder_.events.end(), StreamEvent::Closed);
+  EXPECT_LT(readable, closed);
+  EXPECT_EQ(stream_->closeKind(), CloseKind::Error);
+  EXPECT_NE(stream_->closeDetail().find("tls error"), std::string::npos) << stream_->closeDetail();
+}
+
+TEST_F(ClientTlsStreamTest, AFailureBehindBytesWaitsWhileReadingIsPausedAndFollowsOnResume) {
+  open();
+  recorder_.also = [](Stream& stream, StreamEvent event) {
+    if (event == StreamEvent::Readable) {
+      stream.pauseReading();  // as a connection does when the other side cannot take more
+    }
+  };
+  const std::size_t sent = writeSmallRecords(5, 70);
+  writeForgedRecord();
+  ASSERT_TRUE(runUntil([&] { return received() > 0; }));
+  runFor(std::chrono::milliseconds(50));
+  EXPECT_FALSE(recorder_.saw(StreamEvent::Closed)) << "a paused stream reports nothing more";
+  recorder_.also = nullptr;
+  stream_->resumeReading();
+  ASSERT_TRUE(runUntil([&] { return recorder_.saw(StreamEvent::Closed); }));
+  EXPECT_EQ(received(), sent);
+  EXPECT_EQ(stream_->closeKind(), CloseKind::Error) << stream_->closeDetail();
+}
+
+TEST_F(ClientTlsStreamTest, CloseNotifyBehindABurstIsACleanCloseAfterEveryByte) {
+  open();
+  const std::size_t sent = writeSmallRecords(50, 70);
+  SSL_shutdown(client_.get());
+  ASSERT_TRUE(runUntil([&] { return recorder_.saw(StreamEvent::Closed); }));
+  EXPECT_EQ(received(), sent);
+  EXPECT_EQ(stream_->closeKind(), CloseKind::Clean) << stream_->closeDetail();
 }
 
 TEST_F(ClientTlsStreamTest, FinishFlushesThenSendsCloseNotify) {
