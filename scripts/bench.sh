@@ -16,6 +16,7 @@
 #   haproxy-tuned    the same with no-tls-tickets on its bind line (stateful resumption, as
 #                    mqtls's default)
 #   mosquitto-plain  the plaintext Mosquitto direct, a baseline for message throughput
+#   mqtls-2w         with --scaling: mqtls with workers: 2, not pinned (see --scaling)
 # mqtls_bench (tests/bench) measures one target at a time and prints rates, latencies and server
 # CPU per operation with ratios. Servers (and the broker) run on CPU 0, the load generator on
 # CPU 1. Exits non-zero if any target fails to work.
@@ -27,11 +28,18 @@
 # each other target (HAProxy first).
 #
 #   scripts/bench.sh [--quick] [--rounds N] [--duration SEC] [--warmup SEC] [--no-haproxy]
-#                    [--no-framed] [--no-nometrics] [--workers N] [--baseline BIN] [-- BENCH_ARGS]
+#                    [--no-framed] [--no-nometrics] [--workers N] [--baseline BIN] [--scaling]
+#                    [-- BENCH_ARGS]
 #     --quick        1.5 s per run instead of 5 s (about a minute per round)
 #     --rounds N     N rounds (default 1; 3 for figures worth comparing)
 #     --workers N    the main mqtls target with N workers (default 1); with more than one it is
 #                    not pinned, so compare its CPU per operation (the generator shares the cores)
+#     --scaling      how handshakes scale across cores, where the load generator cannot have a
+#                    core of its own: adds mqtls-2w (workers: 2, unpinned) and prints its CPU per
+#                    handshake against the pinned one-worker mqtls (equal CPU per handshake means
+#                    two cores give twice the rate); and runs mqtls_ceiling unpinned with one and
+#                    with two threads on the same context, printing the rate ratio (OpenSSL's
+#                    and the shared session store's locks included)
 #     BENCH_ARGS     passed to mqtls_bench, e.g. --scenarios connect-tls13,publish-64
 #   MQTLS_BENCH_BUILD=DIR   build directory (default: build)
 set -euo pipefail
@@ -45,6 +53,7 @@ want_haproxy=1
 want_framed=1
 want_nometrics=1
 mqtls_workers=1
+want_scaling=0
 baseline=""
 rounds=1
 bench_args=()
@@ -59,6 +68,7 @@ while [ $# -gt 0 ]; do
     --no-framed) want_framed=0 ;;
     --no-nometrics) want_nometrics=0 ;;
     --workers) mqtls_workers=$2; shift ;;
+    --scaling) want_scaling=1 ;;
     --baseline) baseline=$(realpath -- "$2"); shift ;;
     --) shift; bench_args=("$@"); break ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
@@ -184,6 +194,9 @@ start_mqtls() {
   if [ "$name" = mqtls ] && [ "$mqtls_workers" != 1 ]; then
     workers=$mqtls_workers
     pin=()
+  elif [ "$name" = mqtls-2w ]; then
+    workers=2
+    pin=()
   fi
   if [ -n "$admin_port" ]; then
     admin="admin: {listen: \"127.0.0.1:$admin_port\", broker_check: on_demand}"
@@ -243,6 +256,10 @@ fi
 if [ -n "$baseline" ]; then
   start_mqtls mqtls-before "$baseline"
   extra_targets+=("mqtls-before=tls:$started_port:$started_pid,$broker_pid")
+fi
+if [ "$want_scaling" = 1 ]; then
+  start_mqtls mqtls-2w "$mqtls"
+  extra_targets+=("mqtls-2w=tls:$started_port:$started_pid,$broker_pid")
 fi
 
 mosq_tls_port=$(free_port)
@@ -348,6 +365,18 @@ if [ -n "$ceiling_scenarios" ]; then
   echo "${ceiling_cmd[*]}"
   "${ceiling_cmd[@]}" | tee "$work/ceiling.txt" ||
     { status=$?; echo "bench.sh: mqtls_ceiling failed (status $status)" >&2; }
+  if [ "$want_scaling" = 1 ]; then
+    # Unpinned, one thread then two on the same context: the rate ratio is how the TLS work
+    # scales across this machine's cores.
+    for threads in 1 2; do
+      scaling_cmd=("$ceiling" --config "$work/mqtls.yaml" --cert "$ceiling_cert"
+                   --key "$certs/client.key" --ca "$certs/ca-bundle.pem" --duration "$duration"
+                   --scenarios "$ceiling_scenarios" --threads "$threads")
+      echo "${scaling_cmd[*]}"
+      "${scaling_cmd[@]}" | tee "$work/ceiling-threads-$threads.txt" ||
+        { status=$?; echo "bench.sh: mqtls_ceiling --threads $threads failed" >&2; }
+    done
+  fi
 else
   echo "no connect scenario requested: no ceiling"
 fi
@@ -378,13 +407,14 @@ done
 say "summary"
 names=()
 for spec in "${targets[@]}"; do names+=("${spec%%=*}"); done
-python3 - "$work/ceiling.txt" "${names[*]}" "$work"/round-*.txt <<'PY'
-"""Medians over the rounds of mqtls_bench's tables, and mqtls against its ceiling."""
+python3 - "$work/ceiling.txt" "$work" "${names[*]}" "$work"/round-*.txt <<'PY'
+"""Medians over the rounds of mqtls_bench's tables, mqtls against its ceiling, and scaling."""
+import os
 import re
 import statistics
 import sys
 
-ceiling_path, names, paths = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
+ceiling_path, work, names, paths = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4:]
 subject = names[0]
 others = sorted(names[1:], key=lambda n: (not n.startswith("haproxy"), names.index(n)))
 # Table title prefix, the labels of the numbers in its cells, and whether higher is better.
@@ -455,6 +485,32 @@ for key in keys:
         proxy, best = statistics.median(own[key]), ceiling[name]
         print(f"{subject} end to end vs ceiling: {found[2]} TLS1.{found[1]} {100 * best / proxy:.0f}% "
               f"(proxy CPU per handshake+CONNACK {proxy:.0f} us vs {best:.0f} us)")
+
+# --scaling: workers: 2 against workers: 1 by CPU per handshake, and the ceiling's thread scaling.
+if "mqtls-2w" in names:
+    print()
+    for key in keys:
+        if key[1] != "CPU us TLS process" or not key[0].startswith("connect"):
+            continue
+        ratios = [r[key][subject] / r[key]["mqtls-2w"] for r in rounds
+                  if subject in r.get(key, {}) and r[key].get("mqtls-2w", 0) > 0]
+        if ratios:
+            two = statistics.median([r[key]["mqtls-2w"] for r in rounds if "mqtls-2w" in r.get(key, {})])
+            print(f"workers: 2, {key[0]}: {two:.0f} us of CPU per handshake against "
+                  f"{statistics.median(own[key]):.0f} us with workers: 1; with a core per worker "
+                  f"that is {2 * statistics.median(ratios):.2f}x the one-worker rate")
+rates = {}
+for threads in (1, 2):
+    path = os.path.join(work, f"ceiling-threads-{threads}.txt")
+    if os.path.exists(path):
+        for line in open(path, errors="replace"):
+            found = re.match(r"ceiling (\S+) .* rate=(\d+)", line)
+            if found:
+                rates.setdefault(found[1], {})[threads] = float(found[2])
+for name, by in rates.items():
+    if by.get(1) and by.get(2):
+        print(f"ceiling {name}: two threads on one context {by[2]:.0f}/s, one thread "
+              f"{by[1]:.0f}/s: {by[2] / by[1]:.2f}x")
 PY
 
 for pid in "${pids[@]}"; do

@@ -177,6 +177,9 @@ void setupLogging(const config::Logging& logging) {
 }
 
 void logAccess(spdlog::logger& logger, const AccessRecord& r, bool json) {
+  if (!logger.should_log(spdlog::level::info)) {
+    return;  // not built at all when the level hides it (one line per connection)
+  }
   std::string line = json ? "{" : "";
   auto field = [&](const char* key, const std::string& value) {
     appendField(line, json, key, value);

@@ -7,6 +7,11 @@
 // CONNECT, writing CONNACK, reading DISCONNECT and close_notify, SSL_shutdown, SSL_free).
 // Prints one line per scenario:
 //   ceiling full-tls13 server_cpu_us=812.3 handshake_us=700.1 after_us=112.2 per_core=1231 ...
+// With --threads N, N threads run the scenario at once against the same context (as mqtls's
+// workers share it: its session store, verified-chain cache and OpenSSL's own locks), each with
+// its own client; the line then adds threads=N and rate= (handshakes per wall-clock second, both
+// sides of every handshake included), so rate at N threads over rate at 1 is how the TLS work
+// scales across cores.
 // Exit codes: 0 all scenarios ran, 1 a scenario failed, 2 bad usage or configuration.
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -20,6 +25,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "mqtt_wire.h"
@@ -31,12 +37,13 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: mqtls_ceiling --config FILE --cert FILE --key FILE [--ca FILE]\n"
-    "                     [--duration SEC] [--scenarios a,b,...]\n"
+    "                     [--duration SEC] [--scenarios a,b,...] [--threads N]\n"
     "\n"
     "Runs the server side of mutual-TLS handshakes in-process with the TLS context mqtls builds\n"
     "for listener 0 of FILE, and prints the server's CPU per handshake (plus CONNECT, CONNACK,\n"
     "DISCONNECT and close) and the implied handshakes per second on one core. --cert/--key: the\n"
-    "client identity; --ca: verify the server's certificate (for 127.0.0.1) too.\n"
+    "client identity; --ca: verify the server's certificate (for 127.0.0.1) too. --threads N:\n"
+    "N threads at once on the same context; adds the wall-clock rate of all of them.\n"
     "\n"
     "Scenarios: full-tls13 full-tls12 resume-tls13 resume-tls12 (default: all)\n";
 
@@ -61,6 +68,7 @@ struct CeilingOptions {
   std::string config;
   TlsFiles client;
   double duration = 2;
+  int threads = 1;
   std::vector<CeilingScenario> scenarios;
 };
 
@@ -121,7 +129,18 @@ struct Totals {
   std::uint64_t sessions = 0;  // sessions (TLS 1.3 tickets) the client received
   double handshake_ns = 0;
   double after_ns = 0;
+  double wall_s = 0;  // the measured window, after the warm-up
   std::string tls;
+
+  void add(const Totals& other) {
+    handshakes += other.handshakes;
+    resumed += other.resumed;
+    sessions += other.sessions;
+    handshake_ns += other.handshake_ns;
+    after_ns += other.after_ns;
+    wall_s = std::max(wall_s, other.wall_s);
+    tls = other.tls;
+  }
 };
 
 // Counts the sessions the server hands the client (each TLS 1.3 ticket is one), into the
@@ -280,16 +299,19 @@ bool runScenario(const CeilingScenario& scenario, const tls::TlsContext& context
   SslSessionPtr session;
   std::uint64_t sessions = 0;
   countSessions(client, sessions);
+  auto start = std::chrono::steady_clock::now();
   auto end = std::chrono::steady_clock::time_point::max();
   for (int done = 0;; ++done) {
     if (done == kWarmupHandshakes) {
       sessions = 0;
-      end = std::chrono::steady_clock::now() +
-            std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                std::chrono::duration<double>(duration));
+      start = std::chrono::steady_clock::now();
+      end = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                        std::chrono::duration<double>(duration));
     }
     if (done >= kWarmupHandshakes && std::chrono::steady_clock::now() >= end) {
       totals.sessions = sessions;
+      totals.wall_s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       return true;
     }
     Exchange exchange(context, client, meter);
@@ -314,18 +336,56 @@ bool runScenario(const CeilingScenario& scenario, const tls::TlsContext& context
   }
 }
 
-void printTotals(const CeilingScenario& scenario, const Totals& totals) {
+void printTotals(const CeilingScenario& scenario, const Totals& totals, int threads) {
   double n = static_cast<double>(totals.handshakes);
   double handshake_us = totals.handshake_ns / n / 1e3;
   double after_us = totals.after_ns / n / 1e3;
   double total_us = handshake_us + after_us;
   std::printf(
       "ceiling %s server_cpu_us=%.1f handshake_us=%.1f after_us=%.1f per_core=%.0f "
-      "handshakes=%llu resumed=%.1f%% sessions_sent=%.2f tls=%s\n",
+      "handshakes=%llu resumed=%.1f%% sessions_sent=%.2f tls=%s",
       scenario.name, total_us, handshake_us, after_us, total_us > 0 ? 1e6 / total_us : 0.0,
       static_cast<unsigned long long>(totals.handshakes), 100.0 * totals.resumed / n,
       static_cast<double>(totals.sessions) / n, totals.tls.c_str());
+  if (threads > 1) {
+    std::printf(" threads=%d", threads);
+  }
+  std::printf(" rate=%.0f\n", totals.wall_s > 0 ? n / totals.wall_s : 0.0);
   std::fflush(stdout);
+}
+
+// Runs `scenario` on options.threads threads at once, each with its own client context, against
+// the same server context; sums what they measured. False (with `error`) if any failed.
+bool runThreads(const CeilingScenario& scenario, const CeilingOptions& options,
+                const tls::TlsContext& context, Totals& sum, std::string& error) {
+  const auto count = static_cast<std::size_t>(options.threads);
+  std::vector<Totals> totals(count);
+  std::vector<std::string> errors(count);
+  std::vector<std::thread> threads;
+  for (std::size_t t = 0; t < count; ++t) {
+    threads.emplace_back([&, t] {
+      SslCtxPtr client = makeClientContext(options.client, scenario.version, errors[t]);
+      if (!client) {
+        return;  // errors[t] says why
+      }
+      const bool ran =
+          runScenario(scenario, context, client.get(), options.duration, totals[t], errors[t]);
+      if (!ran && errors[t].empty()) {
+        errors[t] = "failed";
+      }
+    });
+  }
+  for (auto& thread : threads) {
+    thread.join();
+  }
+  for (std::size_t t = 0; t < count; ++t) {
+    if (!errors[t].empty()) {
+      error = errors[t];
+      return false;
+    }
+    sum.add(totals[t]);
+  }
+  return true;
 }
 
 bool selectScenarios(const std::string& list, CeilingOptions& options) {
@@ -365,6 +425,8 @@ std::optional<int> parseOptions(int argc, char** argv, CeilingOptions& options) 
       *field = argv[++i];
     } else if (i + 1 < argc && arg == "--duration") {
       options.duration = std::atof(argv[++i]);
+    } else if (i + 1 < argc && arg == "--threads") {
+      options.threads = std::atoi(argv[++i]);
     } else {
       std::fprintf(stderr, "mqtls_ceiling: unknown argument or missing value: '%s'\n%s",
                    arg.c_str(), kUsage);
@@ -379,7 +441,8 @@ std::optional<int> parseOptions(int argc, char** argv, CeilingOptions& options) 
     return 2;
   }
   if (options.config.empty() || options.client.cert.empty() || options.client.key.empty() ||
-      options.duration <= 0 || options.scenarios.empty()) {
+      options.duration <= 0 || options.scenarios.empty() || options.threads < 1 ||
+      options.threads > 64) {
     std::fprintf(stderr, "mqtls_ceiling: missing or invalid arguments\n%s", kUsage);
     return 2;
   }
@@ -413,20 +476,15 @@ int run(int argc, char** argv) {
   int status = 0;
   for (const auto& scenario : options.scenarios) {
     std::string error;
-    SslCtxPtr client = makeClientContext(options.client, scenario.version, error);
-    if (!client) {
-      std::fprintf(stderr, "mqtls_ceiling: %s\n", error.c_str());
-      return 2;
-    }
     Totals totals;
-    if (!runScenario(scenario, *context, client.get(), options.duration, totals, error)) {
+    if (!runThreads(scenario, options, *context, totals, error)) {
       std::printf("ceiling %s FAILED: %s\n", scenario.name, error.c_str());
       status = 1;
     } else if (scenario.resume && totals.resumed == 0) {
       std::printf("ceiling %s FAILED: no handshake resumed (is resumption off?)\n", scenario.name);
       status = 1;
     } else {
-      printTotals(scenario, totals);
+      printTotals(scenario, totals, options.threads);
     }
   }
   return status;
