@@ -20,9 +20,11 @@
 # mqtls_bench (tests/bench) measures one target at a time and prints rates, latencies and server
 # CPU per operation with ratios. Servers (and the broker) run on CPU 0, the load generator on
 # CPU 1. Exits non-zero if any target fails to work.
-# Before the rounds, mqtls_ceiling (tests/bench) runs the server side of the same handshakes
+# Before each round, mqtls_ceiling (tests/bench) runs the server side of the same handshakes
 # in-process, on CPU 0, with the main mqtls target's configuration: the CPU per handshake that
-# configuration allows; the end compares mqtls's own CPU per handshake+CONNACK with it.
+# configuration allows; the end compares mqtls's own CPU per handshake+CONNACK with it, round by
+# round (this machine's speed can change by half between minutes, so a ceiling measured once
+# would compare two different machines).
 # A round is one mqtls_bench run over every target; each round rotates the targets' order, and
 # the end prints, per figure, mqtls's median value and the median of its per-round ratios to
 # each other target (HAProxy first).
@@ -357,23 +359,20 @@ for scenario in connect-tls13 connect-tls12 resume-tls13 resume-tls12; do
     ceiling_scenarios+="${ceiling_scenarios:+,}${scenario/connect-/full-}"
   fi
 done
-: >"$work/ceiling.txt"
+ceiling_cmd=("${server_pin[@]}" "$ceiling" --config "$work/mqtls.yaml"
+             --cert "$ceiling_cert" --key "$certs/client.key" --ca "$certs/ca-bundle.pem"
+             --duration "$duration" --scenarios "$ceiling_scenarios")
 if [ -n "$ceiling_scenarios" ]; then
-  ceiling_cmd=("${server_pin[@]}" "$ceiling" --config "$work/mqtls.yaml"
-               --cert "$ceiling_cert" --key "$certs/client.key" --ca "$certs/ca-bundle.pem"
-               --duration "$duration" --scenarios "$ceiling_scenarios")
-  echo "${ceiling_cmd[*]}"
-  "${ceiling_cmd[@]}" | tee "$work/ceiling.txt" ||
-    { status=$?; echo "bench.sh: mqtls_ceiling failed (status $status)" >&2; }
+  echo "${ceiling_cmd[*]}   (again before each round)"
   if [ "$want_scaling" = 1 ]; then
-    # Unpinned, one thread then two on the same context: the rate ratio is how the TLS work
-    # scales across this machine's cores.
-    for threads in 1 2; do
+    # Unpinned, one thread, two on the same context, one again (the machine's speed drifts): the
+    # rate ratio is how the TLS work scales across this machine's cores.
+    for threads in 1 2 1; do
       scaling_cmd=("$ceiling" --config "$work/mqtls.yaml" --cert "$ceiling_cert"
                    --key "$certs/client.key" --ca "$certs/ca-bundle.pem" --duration "$duration"
                    --scenarios "$ceiling_scenarios" --threads "$threads")
       echo "${scaling_cmd[*]}"
-      "${scaling_cmd[@]}" | tee "$work/ceiling-threads-$threads.txt" ||
+      "${scaling_cmd[@]}" | tee -a "$work/ceiling-threads-$threads.txt" ||
         { status=$?; echo "bench.sh: mqtls_ceiling --threads $threads failed" >&2; }
     done
   fi
@@ -400,6 +399,10 @@ for ((round = 1; round <= rounds; round++)); do
              --sub-cert "$certs/client2.pem" --sub-key "$certs/client2.key"
              --duration "$duration" --warmup "$warmup" "${bench_args[@]}")
   [ "$rounds" = 1 ] || say "round $round of $rounds"
+  if [ -n "$ceiling_scenarios" ]; then
+    "${ceiling_cmd[@]}" | tee "$work/ceiling-$round.txt" ||
+      { status=$?; echo "bench.sh: mqtls_ceiling failed (status $status)" >&2; }
+  fi
   echo "${bench_cmd[*]}"
   "${bench_cmd[@]}" | tee "$work/round-$round.txt" || status=$?
 done
@@ -407,14 +410,14 @@ done
 say "summary"
 names=()
 for spec in "${targets[@]}"; do names+=("${spec%%=*}"); done
-python3 - "$work/ceiling.txt" "$work" "${names[*]}" "$work"/round-*.txt <<'PY'
+python3 - "$work" "${names[*]}" "$work"/round-*.txt <<'PY'
 """Medians over the rounds of mqtls_bench's tables, mqtls against its ceiling, and scaling."""
 import os
 import re
 import statistics
 import sys
 
-ceiling_path, work, names, paths = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4:]
+work, names, paths = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
 subject = names[0]
 others = sorted(names[1:], key=lambda n: (not n.startswith("haproxy"), names.index(n)))
 # Table title prefix, the labels of the numbers in its cells, and whether higher is better.
@@ -471,20 +474,32 @@ for row in rows:
     print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
 print()
 
-ceiling = {}
-for line in open(ceiling_path, errors="replace"):
-    found = re.match(r"ceiling (\S+) server_cpu_us=([\d.]+)", line)
-    if found:
-        ceiling[found[1]] = float(found[2])
+def ceiling_of(path):
+    """{scenario: server CPU us} from one mqtls_ceiling run."""
+    found = {}
+    if os.path.exists(path):
+        for line in open(path, errors="replace"):
+            match = re.match(r"ceiling (\S+) server_cpu_us=([\d.]+)", line)
+            if match:
+                found[match[1]] = float(match[2])
+    return found
+
+
+# Each round against the ceiling measured just before it.
+ceilings = [ceiling_of(re.sub(r"round-(\d+)\.txt$", r"ceiling-\1.txt", path)) for path in paths]
 for key in keys:
     found = re.fullmatch(r"connect TLS1\.(\d) (full|resumed)", key[0])
     if key[1] != "CPU us TLS process" or not found or not own[key]:
         continue
     name = ("full" if found[2] == "full" else "resume") + "-tls1" + found[1]
-    if name in ceiling:
-        proxy, best = statistics.median(own[key]), ceiling[name]
-        print(f"{subject} end to end vs ceiling: {found[2]} TLS1.{found[1]} {100 * best / proxy:.0f}% "
-              f"(proxy CPU per handshake+CONNACK {proxy:.0f} us vs {best:.0f} us)")
+    pairs = [(c[name], r[key][subject]) for c, r in zip(ceilings, rounds)
+             if name in c and subject in r.get(key, {})]
+    if pairs:
+        shares = sorted(100 * best / proxy for best, proxy in pairs)
+        print(f"{subject} end to end vs ceiling: {found[2]} TLS1.{found[1]} "
+              f"{statistics.median(shares):.0f}% (rounds: {', '.join(f'{v:.0f}%' for v in shares)}; "
+              f"proxy CPU per handshake+CONNACK {statistics.median(p for _, p in pairs):.0f} us, "
+              f"ceiling {statistics.median(b for b, _ in pairs):.0f} us)")
 
 # --scaling: workers: 2 against workers: 1 by CPU per handshake, and the ceiling's thread scaling.
 if "mqtls-2w" in names:
@@ -506,11 +521,12 @@ for threads in (1, 2):
         for line in open(path, errors="replace"):
             found = re.match(r"ceiling (\S+) .* rate=(\d+)", line)
             if found:
-                rates.setdefault(found[1], {})[threads] = float(found[2])
+                rates.setdefault(found[1], {}).setdefault(threads, []).append(float(found[2]))
 for name, by in rates.items():
     if by.get(1) and by.get(2):
-        print(f"ceiling {name}: two threads on one context {by[2]:.0f}/s, one thread "
-              f"{by[1]:.0f}/s: {by[2] / by[1]:.2f}x")
+        one, two = statistics.mean(by[1]), statistics.mean(by[2])
+        print(f"ceiling {name}: two threads on one context {two:.0f}/s, one thread "
+              f"{one:.0f}/s (mean of the runs before and after): {two / one:.2f}x")
 PY
 
 for pid in "${pids[@]}"; do
