@@ -140,6 +140,13 @@ SSL_TICKET_RETURN checkTicket(SSL* ssl, SSL_SESSION* session, const unsigned cha
   return renew ? SSL_TICKET_RETURN_USE_RENEW : SSL_TICKET_RETURN_USE;
 }
 
+// Every SNI host name is accepted here (a listener's sites are chosen earlier, from the
+// ClientHello). Accepting it is what makes OpenSSL keep the name in a TLS 1.2 session, so that a
+// resumed TLS 1.2 connection still reports the name it was made for.
+int acceptServerName(SSL*, int*, void*) {
+  return SSL_TLSEXT_ERR_OK;
+}
+
 int ticketCrypt(SSL* ssl, unsigned char* name, unsigned char* iv, EVP_CIPHER_CTX* cipher,
                 EVP_MAC_CTX* mac, int enc) {
   const TlsContext* self = contextOf(SSL_get_SSL_CTX(ssl));
@@ -166,6 +173,7 @@ bool toEpoch(const ASN1_TIME* time, std::time_t& out) {
 // Early data stays off: a CONNECT is not replay-safe.
 void installSessionPolicy(SSL_CTX* ctx, const config::TlsSettings& settings) {
   SSL_CTX_set_session_id_context(ctx, kSessionIdContext, sizeof kSessionIdContext - 1);
+  SSL_CTX_set_tlsext_servername_callback(ctx, &acceptServerName);
   SSL_CTX_set_max_early_data(ctx, 0);
   SSL_CTX_set_recv_max_early_data(ctx, 0);
   SSL_CTX_set_timeout(ctx, static_cast<long>(settings.session_timeout.count() / 1000));

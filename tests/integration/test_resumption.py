@@ -3,7 +3,8 @@
 mqtls processes given the same ticket key file resume each other's sessions (replicas behind a
 load balancer) while one with another key file does not; and a session made before the client
 certificate was revoked is not resumed by an mqtls that has the CRL (a full handshake follows,
-which refuses the certificate), while an unrevoked client's session is."""
+which refuses the certificate), while an unrevoked client's session is. The access line of a
+resumed connection names the SNI it was made with, TLS 1.2 included."""
 
 import base64
 import datetime
@@ -39,7 +40,8 @@ class ResumptionTest(IntegrationTest):
             tls["crl"] = crl
         return self.start_proxy(config, name=name)
 
-    def s_client(self, port, version, identity, sess_out=None, sess_in=None, files=None):
+    def s_client(self, port, version, identity, sess_out=None, sess_in=None, files=None,
+                 servername=None):
         """One MQTT connection through s_client (CONNECT, DISCONNECT: the broker ends it, so
         the TLS 1.3 ticket has been read); returns (whether the broker accepted the CONNECT,
         whether s_client reports the session reused)."""
@@ -50,6 +52,8 @@ class ResumptionTest(IntegrationTest):
             args += ["-sess_out", sess_out]
         if sess_in:
             args += ["-sess_in", sess_in]
+        if servername:
+            args += ["-servername", servername]
         result = subprocess.run(args, input=connect_packet(client_id=identity) + DISCONNECT,
                                 capture_output=True, timeout=60)
         # s_client reports "New" before it learns that the server refused the handshake, so
@@ -76,6 +80,23 @@ class ResumptionTest(IntegrationTest):
 
     def test_stateful_tls13(self):
         self.check_stateful("1.3")
+
+    def check_resumed_sni(self, version):
+        """The access line of a resumed connection names the SNI its ClientHello sent."""
+        proxy = self.start("mqtls")
+        saved = self.sessions(f"sni-{version}")
+        self.assertEqual(self.s_client(proxy.port, version, "client", sess_out=saved,
+                                       servername="broker.example"), (True, False))
+        self.assertEqual(self.s_client(proxy.port, version, "client", sess_in=saved,
+                                       servername="broker.example"), (True, True))
+        proxy.wait_access(resumed="false", sni="broker.example")
+        proxy.wait_access(resumed="true", sni="broker.example")
+
+    def test_resumed_tls12_session_logs_its_sni(self):
+        self.check_resumed_sni("1.2")
+
+    def test_resumed_tls13_session_logs_its_sni(self):
+        self.check_resumed_sni("1.3")
 
     # Tickets across processes -------------------------------------------------------------
 
