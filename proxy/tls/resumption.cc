@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdint>
 
 namespace mqtls::tls {
 namespace detail {
@@ -33,11 +34,56 @@ bool capSessionLifetime(SSL_SESSION* session) {
   return true;
 }
 
-// Stateful: a new session enters the listener's store under this context's trust generation.
-// Returns 0: OpenSSL keeps its own reference.
+// session.lifetime counts from the client's full handshake, not from the last renewal: a TLS 1.3
+// client gets a new session (ticket) at every resumption, which OpenSSL dates "now", so without
+// this a device reconnecting often enough would never be verified in full again (and an OCSP
+// revocation would never be seen). The full handshake's time travels with every session renewed
+// from it: in an ex_data slot of the SSL_SESSION (the time itself, no allocation; OpenSSL copies
+// it when it copies the session for a new ticket), and in the stamp of a stateless ticket.
+int authenticatedAtIndex() {
+  static const int index = SSL_SESSION_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+std::time_t authenticatedAt(SSL_SESSION* session) {
+  return static_cast<std::time_t>(
+      reinterpret_cast<std::intptr_t>(SSL_SESSION_get_ex_data(session, authenticatedAtIndex())));
+}
+
+void setAuthenticatedAt(SSL_SESSION* session, std::time_t when) {
+  SSL_SESSION_set_ex_data(session, authenticatedAtIndex(),
+                          reinterpret_cast<void*>(static_cast<std::intptr_t>(when)));
+}
+
+// Caps `session`'s lifetime so that it ends `lifetime` seconds after `authenticated`. False if
+// that moment has passed: the session must not be kept.
+bool capAtAuthentication(SSL_SESSION* session, std::time_t authenticated, long lifetime) {
+  const long remaining =
+      static_cast<long>(authenticated + lifetime - SSL_SESSION_get_time(session));
+  if (remaining <= 0) {
+    return false;
+  }
+  if (remaining < SSL_SESSION_get_timeout(session)) {
+    SSL_SESSION_set_timeout(session, remaining);
+  }
+  return true;
+}
+
+// Stateful: a new session enters the listener's store under this context's trust generation,
+// its lifetime capped at the certificate's notAfter and at session.lifetime after the full
+// handshake it descends from. Returns 0: OpenSSL keeps its own reference.
 int storeSession(SSL* ssl, SSL_SESSION* session) {
   const TlsContext* self = contextOf(SSL_get_SSL_CTX(ssl));
-  if (self != nullptr && self->sessions().store && capSessionLifetime(session)) {
+  if (self == nullptr || !self->sessions().store) {
+    return 0;
+  }
+  std::time_t authenticated = authenticatedAt(session);
+  if (authenticated == 0) {  // a full handshake
+    authenticated = static_cast<std::time_t>(SSL_SESSION_get_time(session));
+    setAuthenticatedAt(session, authenticated);
+  }
+  if (capSessionLifetime(session) &&
+      capAtAuthentication(session, authenticated, SSL_CTX_get_timeout(SSL_get_SSL_CTX(ssl)))) {
     self->sessions().store->insert(session, self->trustGeneration());
   }
   return 0;
@@ -79,9 +125,37 @@ void dropSession(SSL_CTX* ctx, SSL_SESSION* session) {
   }
 }
 
-// Tickets: what a ticket carries besides the session: the trust generation it was issued under
-// and the client certificate's notAfter (big-endian seconds; 0 without a certificate).
-constexpr std::size_t kTicketStampSize = sizeof(TrustGeneration) + 8;
+// Tickets: what a ticket carries besides the session: the trust generation it was issued under,
+// the client certificate's notAfter (big-endian seconds; 0 without a certificate) and the time
+// of the full handshake the session descends from (big-endian seconds).
+constexpr std::size_t kNotAfterAt = sizeof(TrustGeneration);
+constexpr std::size_t kAuthenticatedAt = kNotAfterAt + 8;
+constexpr std::size_t kTicketStampSize = kAuthenticatedAt + 8;
+
+void putSeconds(unsigned char* at, std::time_t value) {
+  for (std::size_t i = 0; i < 8; ++i) {
+    at[i] = static_cast<unsigned char>(static_cast<std::uint64_t>(value) >> (56 - 8 * i));
+  }
+}
+
+std::time_t getSeconds(const unsigned char* at) {
+  std::uint64_t value = 0;
+  for (std::size_t i = 0; i < 8; ++i) {
+    value = (value << 8) | at[i];
+  }
+  return static_cast<std::time_t>(value);
+}
+
+// The full-handshake time a renewed ticket's session carries from the ticket it was resumed
+// with, or 0 for a session of a full handshake.
+std::time_t stampedAuthentication(SSL_SESSION* session) {
+  void* data = nullptr;
+  size_t size = 0;
+  if (SSL_SESSION_get0_ticket_appdata(session, &data, &size) != 1 || size != kTicketStampSize) {
+    return 0;
+  }
+  return getSeconds(static_cast<const unsigned char*>(data) + kAuthenticatedAt);
+}
 
 // Tickets: stamps the ticket about to be issued, and caps its lifetime as for stored sessions.
 int stampTicket(SSL* ssl, void*) {
@@ -97,15 +171,21 @@ int stampTicket(SSL* ssl, void*) {
     capSessionLifetime(session);
     toEpoch(X509_get0_notAfter(peer), not_after);
   }
-  for (std::size_t i = 0; i < 8; ++i) {
-    stamp[sizeof(TrustGeneration) + i] =
-        static_cast<unsigned char>(static_cast<std::uint64_t>(not_after) >> (56 - 8 * i));
+  std::time_t authenticated = stampedAuthentication(session);
+  if (authenticated == 0) {
+    authenticated = static_cast<std::time_t>(SSL_SESSION_get_time(session));
   }
+  if (!capAtAuthentication(session, authenticated, SSL_CTX_get_timeout(SSL_get_SSL_CTX(ssl)))) {
+    SSL_SESSION_set_timeout(session, 1);  // issued anyway; checkTicket refuses it
+  }
+  putSeconds(stamp.data() + kNotAfterAt, not_after);
+  putSeconds(stamp.data() + kAuthenticatedAt, authenticated);
   return SSL_SESSION_set1_ticket_appdata(session, stamp.data(), stamp.size());
 }
 
-// Tickets: a ticket that decrypted resumes only while its client certificate has not expired,
-// and, when it was issued under another trust generation (another replica's or an older CA/CRL
+// Tickets: a ticket that decrypted resumes only while its client certificate has not expired and
+// session.lifetime has not passed since the full handshake it descends from, and, when it was
+// issued under another trust generation (another replica's or an older CA/CRL
 // set), only if that certificate still verifies against this context's trust store (then a
 // ticket of the current generation replaces it). Otherwise a full handshake follows.
 SSL_TICKET_RETURN checkTicket(SSL* ssl, SSL_SESSION* session, const unsigned char*, size_t,
@@ -121,13 +201,13 @@ SSL_TICKET_RETURN checkTicket(SSL* ssl, SSL_SESSION* session, const unsigned cha
     return SSL_TICKET_RETURN_IGNORE_RENEW;
   }
   const auto* stamp = static_cast<const unsigned char*>(data);
-  std::uint64_t not_after = 0;
-  for (std::size_t i = 0; i < 8; ++i) {
-    not_after = (not_after << 8) | stamp[sizeof(TrustGeneration) + i];
-  }
+  const std::time_t now = std::time(nullptr);
   X509* peer = SSL_SESSION_get0_peer(session);
-  if (peer != nullptr && static_cast<std::time_t>(not_after) <= std::time(nullptr)) {
+  if (peer != nullptr && getSeconds(stamp + kNotAfterAt) <= now) {
     return SSL_TICKET_RETURN_IGNORE_RENEW;
+  }
+  if (getSeconds(stamp + kAuthenticatedAt) + SSL_CTX_get_timeout(SSL_get_SSL_CTX(ssl)) <= now) {
+    return SSL_TICKET_RETURN_IGNORE_RENEW;  // session.lifetime after the full handshake is over
   }
   const TrustGeneration& trusted = self->trustGeneration();
   if (!std::equal(trusted.begin(), trusted.end(), stamp)) {

@@ -4,12 +4,14 @@ mqtls processes given the same ticket key file resume each other's sessions (rep
 load balancer) while one with another key file does not; and a session made before the client
 certificate was revoked is not resumed by an mqtls that has the CRL (a full handshake follows,
 which refuses the certificate), while an unrevoked client's session is. The access line of a
-resumed connection names the SNI it was made with, TLS 1.2 included."""
+resumed connection names the SNI it was made with, TLS 1.2 included. session.lifetime counts
+from the full handshake, not from the latest of the sessions a TLS 1.3 client is renewed."""
 
 import base64
 import datetime
 import os
 import subprocess
+import time
 import unittest
 
 import mqtt5
@@ -97,6 +99,31 @@ class ResumptionTest(IntegrationTest):
 
     def test_resumed_tls13_session_logs_its_sni(self):
         self.check_resumed_sni("1.3")
+
+    # session.lifetime ---------------------------------------------------------------------
+
+    def check_lifetime_counts_from_the_full_handshake(self, session):
+        """A TLS 1.3 client gets a new session at every resumption; session.lifetime still ends
+        its resumptions that long after its full handshake, however often it reconnects."""
+        proxy = self.start("mqtls", dict(session, lifetime="3s"))
+        first, renewed = self.sessions("life-first"), self.sessions("life-renewed")
+        began = time.monotonic()
+        self.assertEqual(self.s_client(proxy.port, "1.3", "client", sess_out=first),
+                         (True, False))
+        time.sleep(1.5)
+        self.assertEqual(self.s_client(proxy.port, "1.3", "client", sess_in=first,
+                                       sess_out=renewed), (True, True))
+        time.sleep(max(0.0, began + 3.5 - time.monotonic()))
+        # The renewed session is 2 s old, but its full handshake was 3.5 s ago.
+        self.assertEqual(self.s_client(proxy.port, "1.3", "client", sess_in=renewed),
+                         (True, False), "a renewed session outlived session.lifetime")
+
+    def test_stateful_lifetime_counts_from_the_full_handshake(self):
+        self.check_lifetime_counts_from_the_full_handshake({})
+
+    def test_ticket_lifetime_counts_from_the_full_handshake(self):
+        self.check_lifetime_counts_from_the_full_handshake(
+            {"mode": "tickets", "ticket_key_file": self.key_file("life.keys")})
 
     # Tickets across processes -------------------------------------------------------------
 
