@@ -86,22 +86,33 @@ say() { printf '\n== %s\n' "$*"; }
 work=$(mktemp -d /tmp/mqtls-bench.XXXXXX)
 pids=()
 helper_pids=()  # not servers: their exit is not a failure
+reserved_ports_before=""  # set (maybe to "") once this script has reserved its listener ports
+reserved_ports_changed=0
 cleanup() {
   trap - INT TERM EXIT
   for pid in "${helper_pids[@]}" "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ "$reserved_ports_changed" = 1 ]; then
+    echo "$reserved_ports_before" >/proc/sys/net/ipv4/ip_local_reserved_ports 2>/dev/null || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# Free: nothing listens there, and no socket of any state uses it as its local port.
+port_free() {
+  ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null || return 1
+  ! command -v ss >/dev/null || [ -z "$(ss -Htan "( sport = :$1 )" 2>/dev/null)" ]
+}
 
 # A free loopback port, distinct from those handed out before.
 taken=" "
 free_port() {
   local port=$((20000 + RANDOM % 20000))
-  while ! port_free "$port" || [[ "$taken" == *" $port "* ]]; do port=$((port + 1)); done
+  while ! port_free "$port" || [[ "$taken" == *" $port "* ]]; do
+    port=$((port < 39999 ? port + 1 : 20000))
+  done
   taken+="$port "
   echo "$port"
 }
@@ -161,6 +172,16 @@ ulimit -Hn 1048576 2>/dev/null || true
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if [ -w /proc/sys/net/ipv4/ip_local_port_range ]; then
   echo "1024 65535" >/proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+fi
+# The servers' ports come from 20000-39999 (free_port): while the benchmark runs, the kernel gives
+# none of them to an outgoing connection, which could otherwise take one before its server binds
+# (restored at exit).
+if [ -w /proc/sys/net/ipv4/ip_local_reserved_ports ]; then
+  reserved_ports_before=$(cat /proc/sys/net/ipv4/ip_local_reserved_ports)
+  if echo "${reserved_ports_before:+$reserved_ports_before,}20000-39999" \
+      >/proc/sys/net/ipv4/ip_local_reserved_ports 2>/dev/null; then
+    reserved_ports_changed=1
+  fi
 fi
 # HAProxy reserves two descriptors per connection up front and refuses to start beyond the limit.
 haproxy_maxconn=$((($(ulimit -n) - 200) / 2))

@@ -50,9 +50,11 @@ std::time_t authenticatedAt(SSL_SESSION* session) {
       reinterpret_cast<std::intptr_t>(SSL_SESSION_get_ex_data(session, authenticatedAtIndex())));
 }
 
-void setAuthenticatedAt(SSL_SESSION* session, std::time_t when) {
-  SSL_SESSION_set_ex_data(session, authenticatedAtIndex(),
-                          reinterpret_cast<void*>(static_cast<std::intptr_t>(when)));
+// False if the slot could not be set (no index, no memory): the session must not be kept.
+bool setAuthenticatedAt(SSL_SESSION* session, std::time_t when) {
+  return authenticatedAtIndex() >= 0 &&
+         SSL_SESSION_set_ex_data(session, authenticatedAtIndex(),
+                                 reinterpret_cast<void*>(static_cast<std::intptr_t>(when))) == 1;
 }
 
 // Caps `session`'s lifetime so that it ends `lifetime` seconds after `authenticated`. False if
@@ -80,7 +82,9 @@ int storeSession(SSL* ssl, SSL_SESSION* session) {
   std::time_t authenticated = authenticatedAt(session);
   if (authenticated == 0) {  // a full handshake
     authenticated = static_cast<std::time_t>(SSL_SESSION_get_time(session));
-    setAuthenticatedAt(session, authenticated);
+    if (!setAuthenticatedAt(session, authenticated)) {
+      return 0;  // without it a renewal would count as a full handshake: not resumable
+    }
   }
   if (capSessionLifetime(session) &&
       capAtAuthentication(session, authenticated, SSL_CTX_get_timeout(SSL_get_SSL_CTX(ssl)))) {
@@ -102,8 +106,16 @@ SSL_SESSION* lookupSession(SSL* ssl, const unsigned char* id, int length, int* c
   }
   SessionStore& store = *self->sessions().store;
   const std::string_view key(reinterpret_cast<const char*>(id), static_cast<std::size_t>(length));
-  auto found = store.find(key, std::time(nullptr));
+  const std::time_t now = std::time(nullptr);
+  auto found = store.find(key, now);
   if (!found) {
+    return nullptr;
+  }
+  // session.lifetime after the full handshake, as this context counts it now (a reload may have
+  // shortened it).
+  const std::time_t authenticated = authenticatedAt(found->session.get());
+  if (authenticated == 0 || authenticated + SSL_CTX_get_timeout(ctx) <= now) {
+    store.remove(key);
     return nullptr;
   }
   if (found->generation != self->trustGeneration()) {
@@ -131,6 +143,9 @@ void dropSession(SSL_CTX* ctx, SSL_SESSION* session) {
 constexpr std::size_t kNotAfterAt = sizeof(TrustGeneration);
 constexpr std::size_t kAuthenticatedAt = kNotAfterAt + 8;
 constexpr std::size_t kTicketStampSize = kAuthenticatedAt + 8;
+// Earlier versions stamped without the full handshake's time: their tickets still resume,
+// counted from the ticket's own issue.
+constexpr std::size_t kTicketStampSizeWithoutAuthentication = kAuthenticatedAt;
 
 void putSeconds(unsigned char* at, std::time_t value) {
   for (std::size_t i = 0; i < 8; ++i) {
@@ -146,15 +161,20 @@ std::time_t getSeconds(const unsigned char* at) {
   return static_cast<std::time_t>(value);
 }
 
-// The full-handshake time a renewed ticket's session carries from the ticket it was resumed
-// with, or 0 for a session of a full handshake.
+// The full-handshake time `session` carries in its stamp (the time of its own issue for a stamp
+// of an earlier version), or 0 when it has no stamp: the session of a full handshake.
 std::time_t stampedAuthentication(SSL_SESSION* session) {
   void* data = nullptr;
   size_t size = 0;
-  if (SSL_SESSION_get0_ticket_appdata(session, &data, &size) != 1 || size != kTicketStampSize) {
+  if (SSL_SESSION_get0_ticket_appdata(session, &data, &size) != 1) {
     return 0;
   }
-  return getSeconds(static_cast<const unsigned char*>(data) + kAuthenticatedAt);
+  if (size == kTicketStampSize) {
+    return getSeconds(static_cast<const unsigned char*>(data) + kAuthenticatedAt);
+  }
+  return size == kTicketStampSizeWithoutAuthentication
+             ? static_cast<std::time_t>(SSL_SESSION_get_time(session))
+             : 0;
 }
 
 // Tickets: stamps the ticket about to be issued, and caps its lifetime as for stored sessions.
@@ -197,7 +217,8 @@ SSL_TICKET_RETURN checkTicket(SSL* ssl, SSL_SESSION* session, const unsigned cha
   void* data = nullptr;
   size_t size = 0;
   if ((status != SSL_TICKET_SUCCESS && status != SSL_TICKET_SUCCESS_RENEW) || self == nullptr ||
-      SSL_SESSION_get0_ticket_appdata(session, &data, &size) != 1 || size != kTicketStampSize) {
+      SSL_SESSION_get0_ticket_appdata(session, &data, &size) != 1 ||
+      (size != kTicketStampSize && size != kTicketStampSizeWithoutAuthentication)) {
     return SSL_TICKET_RETURN_IGNORE_RENEW;
   }
   const auto* stamp = static_cast<const unsigned char*>(data);
@@ -206,7 +227,7 @@ SSL_TICKET_RETURN checkTicket(SSL* ssl, SSL_SESSION* session, const unsigned cha
   if (peer != nullptr && getSeconds(stamp + kNotAfterAt) <= now) {
     return SSL_TICKET_RETURN_IGNORE_RENEW;
   }
-  if (getSeconds(stamp + kAuthenticatedAt) + SSL_CTX_get_timeout(SSL_get_SSL_CTX(ssl)) <= now) {
+  if (stampedAuthentication(session) + SSL_CTX_get_timeout(SSL_get_SSL_CTX(ssl)) <= now) {
     return SSL_TICKET_RETURN_IGNORE_RENEW;  // session.lifetime after the full handshake is over
   }
   const TrustGeneration& trusted = self->trustGeneration();

@@ -11,16 +11,18 @@
 // workers share it: its session store, verified-chain cache and OpenSSL's own locks), each with
 // its own client; the line then adds threads=N and rate= (handshakes per wall-clock second, both
 // sides of every handshake included), so rate at N threads over rate at 1 is how the TLS work
-// scales across cores.
+// scales across cores. The threads' measured windows start together, after every warm-up.
 // Exit codes: 0 all scenarios ran, 1 a scenario failed, 2 bad usage or configuration.
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <time.h>
 
 #include <algorithm>
+#include <barrier>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <iterator>
 #include <optional>
 #include <sstream>
@@ -293,8 +295,10 @@ class Exchange {
 };
 
 // Runs `scenario` for `duration` seconds after a warm-up; false (with `error`) on a failure.
-bool runScenario(const CeilingScenario& scenario, const tls::TlsContext& context, SSL_CTX* client,
-                 double duration, Totals& totals, std::string& error) {
+bool runScenario(
+    const CeilingScenario& scenario, const tls::TlsContext& context, SSL_CTX* client,
+    double duration, Totals& totals, std::string& error,
+    const std::function<void()>& warmed = [] {}) {
   ServerMeter meter;
   SslSessionPtr session;
   std::uint64_t sessions = 0;
@@ -303,6 +307,7 @@ bool runScenario(const CeilingScenario& scenario, const tls::TlsContext& context
   auto end = std::chrono::steady_clock::time_point::max();
   for (int done = 0;; ++done) {
     if (done == kWarmupHandshakes) {
+      warmed();  // with --threads: every thread's window starts together
       sessions = 0;
       start = std::chrono::steady_clock::now();
       end = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -362,14 +367,19 @@ bool runThreads(const CeilingScenario& scenario, const CeilingOptions& options,
   std::vector<Totals> totals(count);
   std::vector<std::string> errors(count);
   std::vector<std::thread> threads;
+  std::barrier warm(static_cast<std::ptrdiff_t>(count));
   for (std::size_t t = 0; t < count; ++t) {
     threads.emplace_back([&, t] {
+      bool arrived = false;
       SslCtxPtr client = makeClientContext(options.client, scenario.version, errors[t]);
-      if (!client) {
-        return;  // errors[t] says why
+      const bool ran = client && runScenario(scenario, context, client.get(), options.duration,
+                                             totals[t], errors[t], [&] {
+                                               arrived = true;
+                                               warm.arrive_and_wait();
+                                             });
+      if (!arrived) {
+        warm.arrive_and_drop();  // failed before its window: the others do not wait for it
       }
-      const bool ran =
-          runScenario(scenario, context, client.get(), options.duration, totals[t], errors[t]);
       if (!ran && errors[t].empty()) {
         errors[t] = "failed";
       }

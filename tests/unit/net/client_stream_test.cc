@@ -171,7 +171,8 @@ TEST_F(ClientTlsStreamTest, AFailureBehindBytesWaitsWhileReadingIsPausedAndFollo
 
 TEST_F(ClientTlsStreamTest, CloseNotifyBehindABurstIsACleanCloseAfterEveryByte) {
   open();
-  const std::size_t sent = writeSmallRecords(50, 70);
+  const std::size_t sent = writeSmallRecords(1000, 70);  // more than one read budget
+  ASSERT_GT(sent, kReadBudget);
   SSL_shutdown(client_.get());
   ASSERT_TRUE(runUntil([&] { return recorder_.saw(StreamEvent::Closed); }));
   EXPECT_EQ(received(), sent);
