@@ -48,9 +48,20 @@ Result<std::unique_ptr<Server>> Server::create(const config::Config& config,
     return Error{"internal error: a TLS context is missing for a listener"};
   }
   std::unique_ptr<Server> server(new Server(config, metrics));
+  server->libraries_ =
+      std::make_unique<tls::LibraryContexts>(static_cast<std::size_t>(std::max(config.workers, 1)));
+  for (const auto& warning : server->libraries_->warnings()) {
+    spdlog::warn("{}", warning);
+  }
   std::vector<tls::ContextStore*> stores;
   for (std::size_t i = 0; i < config.listeners.size(); ++i) {
-    server->stores_.push_back(std::make_unique<tls::ContextStore>(std::move(contexts[i])));
+    // Each worker gets the listener's context built in its own library context.
+    auto store = tls::ContextStore::create(std::move(contexts[i]), config.listeners[i].tls,
+                                           *server->libraries_);
+    if (!store) {
+      return Error{"listener '" + config.listeners[i].name + "': " + store.error().message};
+    }
+    server->stores_.push_back(std::move(store.value()));
     server->listeners_.push_back({&config.listeners[i], server->stores_.back().get(),
                                   &metrics.listener(config.listeners[i].name)});
     stores.push_back(server->stores_.back().get());

@@ -16,6 +16,7 @@
 #include "ops/admin_actions.h"
 #include "ops/metrics.h"
 #include "tls/context_store.h"
+#include "tls/library_contexts.h"
 #include "tls/ocsp_cache.h"
 #include "util/result.h"
 
@@ -58,6 +59,9 @@ class Server final : public ops::AdminActions {
 
   const config::Config& config_;
   ops::Metrics& metrics_;
+  // One OpenSSL library context per worker; declared before everything made in them (contexts,
+  // sessions, connections), so it is freed after them.
+  std::unique_ptr<tls::LibraryContexts> libraries_;
   std::vector<std::unique_ptr<tls::ContextStore>> stores_;
   std::unique_ptr<tls::ContextStore> admin_store_;  // admin.tls; null without it
   std::vector<ListenerRuntime> listeners_;

@@ -266,7 +266,8 @@ void Worker::onAccept(const ListenerRuntime& listener, evutil_socket_t fd, socka
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   auto id = ids_.fetch_add(1, std::memory_order_relaxed) + 1;
   auto connection = std::make_unique<Connection>(
-      *this, id, listener.settings->name, listener.contexts->current(), fd, addr, listener.metrics);
+      *this, id, listener.settings->name,
+      listener.contexts->current(static_cast<std::size_t>(index_)), fd, addr, listener.metrics);
   Connection* raw = connection.get();
   connections_.emplace(raw, std::move(connection));
   raw->start();

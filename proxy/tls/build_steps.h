@@ -17,15 +17,19 @@ namespace mqtls::tls::detail {
 // Adds an error under settings key `key` (see SettingProblem).
 void addError(BuildReport& report, std::string key, std::string message);
 
+// `library` in the steps: the OpenSSL library context `ctx` was made in; what a step reads from
+// files is made in it too, so that the context's handshakes fetch from that one library context.
+
 // The server chain and key (file or PKCS#11 token): key/cert match, leaf validity, chain order,
 // OpenSSL's security level (server_identity.cc).
-void installServerIdentity(SSL_CTX* ctx, const config::TlsSettings& settings, BuildReport& report);
+void installServerIdentity(SSL_CTX* ctx, const config::TlsSettings& settings, OSSL_LIB_CTX* library,
+                           BuildReport& report);
 
 // Client certificate verification: CA bundle, CRLs, verify mode and depth, and `chains` (if not
 // null) as the cache of verified client chains; `chains` must outlive `ctx`'s every use
 // (client_trust.cc).
 void installClientVerification(SSL_CTX* ctx, const config::TlsSettings& settings,
-                               VerifiedChains* chains, BuildReport& report);
+                               OSSL_LIB_CTX* library, VerifiedChains* chains, BuildReport& report);
 
 // The OCSP response of ocsp_staple, checked against the server chain and sent to clients that
 // ask for certificate status; past its nextUpdate a warning and not sent (stapling.cc).

@@ -45,10 +45,10 @@ void precomputeCaches(X509_CRL* crl) {
 // Adds the CRLs of settings.crl_files[index] (a file or a directory) to `store`; warns about
 // each one past its nextUpdate.
 void installCrlItem(X509_STORE* store, const config::TlsSettings& settings, std::size_t index,
-                    BuildReport& report) {
+                    OSSL_LIB_CTX* library, BuildReport& report) {
   const std::string& item = settings.crl_files[index];
   const std::string key = "crl[" + std::to_string(index) + "]";
-  auto crls = readCrlItem(item);
+  auto crls = readCrlItem(item, library);
   if (!crls) {
     addError(report, key,
              crls.error().message +
@@ -84,13 +84,13 @@ std::string isoDate(const ASN1_TIME* time) {
 
 // Trust store for client certificates: CA bundle, CRLs and the verification mode.
 void installClientVerification(SSL_CTX* ctx, const config::TlsSettings& settings,
-                               VerifiedChains* chains, BuildReport& report) {
+                               OSSL_LIB_CTX* library, VerifiedChains* chains, BuildReport& report) {
   if (settings.client_auth == config::ClientAuth::None) {
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
     return;
   }
   X509_STORE* store = SSL_CTX_get_cert_store(ctx);
-  if (auto cas = pem::readCertificates(settings.client_ca_file); !cas) {
+  if (auto cas = pem::readCertificates(settings.client_ca_file, library); !cas) {
     addError(report, "client_ca",
              cas.error().message +
                  "; point 'client_ca' at the CA certificates that issue client certificates");
@@ -104,7 +104,7 @@ void installClientVerification(SSL_CTX* ctx, const config::TlsSettings& settings
     SSL_CTX_set_client_CA_list(ctx, names);
   }
   for (std::size_t i = 0; i < settings.crl_files.size(); ++i) {
-    installCrlItem(store, settings, i, report);
+    installCrlItem(store, settings, i, library, report);
   }
   if (!settings.crl_files.empty()) {
     unsigned long flags = X509_V_FLAG_CRL_CHECK;

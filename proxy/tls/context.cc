@@ -73,23 +73,28 @@ std::vector<std::uint8_t> alpnWire(const std::vector<std::string>& protocols) {
 
 std::shared_ptr<TlsContext> TlsContext::buildOne(const config::TlsSettings& settings,
                                                  BuildReport& report,
-                                                 const SessionResources& sessions) {
+                                                 const SessionResources& sessions,
+                                                 const BuildSlot& slot) {
   ERR_clear_error();
-  SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
+  OSSL_LIB_CTX* library = slot.library;
+  SslCtxPtr ctx(SSL_CTX_new_ex(library, nullptr, TLS_server_method()));
   if (!ctx) {
     addError(report, "cert",
              "cannot create a TLS context (" + takeOpenSslError() + "); check memory limits");
     return nullptr;
   }
   const std::size_t errors_before = report.errors.size();
-  // A new context, a new trust generation: an empty cache (see tls/verified_chains.h).
-  std::unique_ptr<VerifiedChains> chains;
+  // A new snapshot, a new trust generation: an empty cache (see tls/verified_chains.h), shared
+  // by the snapshot's worker slots.
+  std::shared_ptr<VerifiedChains> chains;
   if (settings.verify_cache_size > 0 && settings.client_auth != config::ClientAuth::None) {
-    chains = std::make_unique<VerifiedChains>(settings.verify_cache_size);
+    chains = slot.sibling != nullptr && slot.sibling->verified_chains_
+                 ? slot.sibling->verified_chains_
+                 : std::make_shared<VerifiedChains>(settings.verify_cache_size);
   }
   installProtocolPolicy(ctx.get(), settings, report);
-  detail::installServerIdentity(ctx.get(), settings, report);
-  detail::installClientVerification(ctx.get(), settings, chains.get(), report);
+  detail::installServerIdentity(ctx.get(), settings, library, report);
+  detail::installClientVerification(ctx.get(), settings, library, chains.get(), report);
   detail::installOcspStaple(ctx.get(), settings, report);
   detail::installSessionPolicy(ctx.get(), settings);
   ERR_clear_error();
@@ -98,7 +103,7 @@ std::shared_ptr<TlsContext> TlsContext::buildOne(const config::TlsSettings& sett
   }
   auto wire = alpnWire(settings.alpn);
   std::shared_ptr<TlsContext> context(
-      new TlsContext(std::move(ctx), settings, std::move(wire), sessions));
+      new TlsContext(std::move(ctx), settings, std::move(wire), sessions, library));
   context->verified_chains_ = std::move(chains);
   // The session callbacks find their context here; it outlives its SSL_CTX's every use.
   SSL_CTX_set_app_data(context->raw(), context.get());
@@ -109,12 +114,12 @@ std::shared_ptr<TlsContext> TlsContext::buildOne(const config::TlsSettings& sett
 }
 
 TlsContextPtr TlsContext::build(const config::TlsSettings& settings, BuildReport& report,
-                                const SessionResources& sessions) {
+                                const SessionResources& sessions, const BuildSlot& slot) {
   const std::size_t errors_before = report.errors.size();
   SessionResources resources = detail::resourcesFor(settings, sessions, report);
-  std::shared_ptr<TlsContext> context = buildOne(settings, report, resources);
+  std::shared_ptr<TlsContext> context = buildOne(settings, report, resources, slot);
   if (context) {
-    context->buildSites(report);
+    context->buildSites(report, slot.sibling);
   }
   if (report.errors.size() != errors_before) {
     return nullptr;
@@ -137,8 +142,10 @@ Result<TlsContextPtr> TlsContext::create(const config::TlsSettings& settings,
 }
 
 TlsContext::TlsContext(SslCtxPtr ctx, config::TlsSettings settings,
-                       std::vector<std::uint8_t> alpn_wire, SessionResources sessions)
+                       std::vector<std::uint8_t> alpn_wire, SessionResources sessions,
+                       OSSL_LIB_CTX* library)
     : ctx_(std::move(ctx)),
+      library_(library),
       settings_(std::move(settings)),
       alpn_wire_(std::move(alpn_wire)),
       sessions_(std::move(sessions)),

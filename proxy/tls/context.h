@@ -62,6 +62,15 @@ struct SessionResources {
   Status reloadTicketKeys() const;
 };
 
+// Where a context is built: the OpenSSL library context everything of it is made in (null:
+// OpenSSL's default one), and, for a further worker slot of a listener's snapshot, the slot-0
+// context built from the same settings whose caches of verified client chains (its sites'
+// too) it shares, so that a device verified on one worker is a cache hit on every worker.
+struct BuildSlot {
+  OSSL_LIB_CTX* library = nullptr;
+  const TlsContext* sibling = nullptr;
+};
+
 class TlsContext {
  public:
   // Builds and checks a context from settings. This is the one place that checks the TLS
@@ -74,8 +83,14 @@ class TlsContext {
   // tickets encrypted with) `sessions`, its key file read again; if it does not fit `settings`
   // (see SessionResources::fits), resources are made for this context alone. An unusable ticket
   // key file is an error under "session.ticket_key_file".
+  //
+  // Everything of the context (SSL_CTX, certificates, keys, CRLs) is made in slot.library,
+  // which must outlive the context and every SSL and session made from it. Handshakes on
+  // contexts of different library contexts share none of OpenSSL's algorithm and decoder
+  // tables, nor their locks. slot.sibling (built from the same settings) must outlive nothing:
+  // the caches are shared, not borrowed.
   static TlsContextPtr build(const config::TlsSettings& settings, BuildReport& report,
-                             const SessionResources& sessions = {});
+                             const SessionResources& sessions = {}, const BuildSlot& slot = {});
 
   // As build(), with the errors as one message of "tls.<key>: message" lines; warnings are
   // dropped.
@@ -86,6 +101,8 @@ class TlsContext {
   SslPtr newSsl() const;
 
   SSL_CTX* raw() const { return ctx_.get(); }
+  // The OpenSSL library context it was built in (null: the default one).
+  OSSL_LIB_CTX* library() const { return library_; }
   const config::TlsSettings& settings() const { return settings_; }
   const SessionResources& sessions() const { return sessions_; }
   // What this context trusts (trustGenerationOf): a session verified under another
@@ -118,15 +135,16 @@ class TlsContext {
 
  private:
   TlsContext(SslCtxPtr ctx, config::TlsSettings settings, std::vector<std::uint8_t> alpn_wire,
-             SessionResources sessions);
+             SessionResources sessions, OSSL_LIB_CTX* library);
   // One SSL_CTX from `settings` (its sites ignored), with `sessions` already resolved; null when
   // `report` gained errors.
   static std::shared_ptr<TlsContext> buildOne(const config::TlsSettings& settings,
-                                              BuildReport& report,
-                                              const SessionResources& sessions);
+                                              BuildReport& report, const SessionResources& sessions,
+                                              const BuildSlot& slot);
   // Builds settings.sites into sites_ (keys of their problems prefixed "sni[<i>].") and, if
-  // there are any, installs the ClientHello callback that moves a connection to its site.
-  void buildSites(BuildReport& report);
+  // there are any, installs the ClientHello callback that moves a connection to its site. Site
+  // i shares its caches with site i of `sibling` (if not null).
+  void buildSites(BuildReport& report, const TlsContext* sibling);
   // ClientHello callback (sites.cc): before resumption or certificate choice, moves `ssl` to the
   // SSL_CTX of the site its SNI names, with that site's verification.
   static int chooseSite(SSL* ssl, int* alert, void* arg);
@@ -134,6 +152,7 @@ class TlsContext {
                         const unsigned char* in, unsigned int inlen, void* arg);
 
   SslCtxPtr ctx_;
+  OSSL_LIB_CTX* library_;  // not owned
   config::TlsSettings settings_;
   std::vector<std::uint8_t> alpn_wire_;  // server's ALPN list in wire format
   SessionResources sessions_;
@@ -143,8 +162,9 @@ class TlsContext {
   std::vector<std::pair<std::string, std::size_t>> site_names_;  // name -> index in sites_, sorted
   mutable std::atomic<std::uint64_t> reload_generation_{0};      // see reloadGeneration()
   // Client chains verified under this context's trust (null: verify_cache_size 0 or no client
-  // authentication); the SSL_CTX's cert verify callback points at it.
-  std::unique_ptr<VerifiedChains> verified_chains_;
+  // authentication), shared with the other worker slots' contexts of the same snapshot; the
+  // SSL_CTX's cert verify callback points at it.
+  std::shared_ptr<VerifiedChains> verified_chains_;
 };
 
 // Human-readable TLS facts of an established connection, for the access log.

@@ -103,27 +103,64 @@ bool keyAndCertificateDisagree(const config::TlsSettings& settings) {
 }
 
 TlsContextPtr ContextStore::build(const config::TlsSettings& settings, BuildReport& report,
-                                  const SessionResources& sessions) {
-  return TlsContext::build(settings, report, sessions);
+                                  const SessionResources& sessions, const BuildSlot& slot) {
+  return TlsContext::build(settings, report, sessions, slot);
 }
 
-TlsContextPtr ContextStore::current() const {
+ContextStore::ContextStore(TlsContextPtr initial) : ContextStore(std::move(initial), nullptr) {}
+
+ContextStore::ContextStore(TlsContextPtr initial, const LibraryContexts* libraries)
+    : libraries_(libraries) {
+  current_.push_back(std::move(initial));
+}
+
+Result<std::unique_ptr<ContextStore>> ContextStore::create(TlsContextPtr initial,
+                                                           const config::TlsSettings& settings,
+                                                           const LibraryContexts& libraries) {
+  std::unique_ptr<ContextStore> store(new ContextStore(initial, &libraries));
+  BuildReport report;
+  for (std::size_t slot = 1; slot < libraries.size(); ++slot) {
+    TlsContextPtr context =
+        build(settings, report, initial->sessions(), BuildSlot{libraries.at(slot), initial.get()});
+    if (!context) {
+      break;
+    }
+    store->current_.push_back(std::move(context));
+  }
+  if (!report.errors.empty()) {
+    std::string text;
+    for (const auto& problem : report.errors) {
+      text += (text.empty() ? "" : "\n") + ("tls." + problem.key) + ": " + problem.message;
+    }
+    return Error{text};
+  }
+  return store;
+}
+
+OSSL_LIB_CTX* ContextStore::libraryOf(std::size_t slot) const {
+  return libraries_ != nullptr ? libraries_->at(slot) : nullptr;
+}
+
+TlsContextPtr ContextStore::current(std::size_t slot) const {
   std::lock_guard lock(mutex_);
-  return current_;
+  return current_[std::min(slot, current_.size() - 1)];
 }
 
-void ContextStore::replace(TlsContextPtr next) {
-  if (!next) {
+void ContextStore::replace(std::vector<TlsContextPtr> next) {
+  if (next.empty() || std::any_of(next.begin(), next.end(), [](const auto& c) { return !c; })) {
     return;  // never publish "no context": new handshakes keep the current one
   }
-  TlsContextPtr previous;
+  std::vector<TlsContextPtr> previous;
   {
     std::lock_guard lock(mutex_);
-    next->setReloadGeneration(++generation_);
+    ++generation_;
+    for (const auto& context : next) {
+      context->setReloadGeneration(generation_);
+    }
     previous = std::exchange(current_, std::move(next));
   }
-  if (previous) {
-    previous->retire();
+  for (const auto& context : previous) {
+    context->retire();
   }
 }
 
@@ -133,10 +170,29 @@ std::uint64_t ContextStore::generation() const {
 }
 
 bool ContextStore::rebuild(const config::TlsSettings& settings, BuildReport& report) {
-  // The listener's sessions (store or ticket keys) carry over to every context of it.
-  TlsContextPtr next = build(settings, report, current()->sessions());
-  if (!next) {
+  std::size_t slots = 0;
+  {
+    std::lock_guard lock(mutex_);
+    slots = current_.size();
+  }
+  // The listener's sessions (store or ticket keys) carry over to every context of it. The first
+  // slot's build reports every problem; the others read the same files, so they fail only if a
+  // file changed in between (then their problems are reported too).
+  std::vector<TlsContextPtr> next;
+  TlsContextPtr first = build(settings, report, current()->sessions(), BuildSlot{libraryOf(0)});
+  if (!first) {
     return false;
+  }
+  next.push_back(first);
+  for (std::size_t slot = 1; slot < slots; ++slot) {
+    BuildReport own;
+    TlsContextPtr context =
+        build(settings, own, first->sessions(), BuildSlot{libraryOf(slot), first.get()});
+    if (!context) {
+      report.errors.insert(report.errors.end(), own.errors.begin(), own.errors.end());
+      return false;
+    }
+    next.push_back(std::move(context));
   }
   replace(std::move(next));
   return true;

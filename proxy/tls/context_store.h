@@ -1,8 +1,11 @@
 // ContextStore: the one holder of each listener's current TLS snapshot, and the one place a
-// listener's snapshot is built, at start and on every reload (ContextStore::build). current()
-// returns the snapshot new handshakes must use; rebuild() and replace() publish a new one
-// atomically for every worker. Connections keep the snapshot they started with (a shared_ptr),
-// so a replacement never disturbs them. Safe to call from any thread.
+// listener's snapshot is built, at start and on every reload (ContextStore::build). A snapshot
+// is one context per worker slot, each built from the same settings in its slot's OpenSSL
+// library context (tls/library_contexts.h) and all sharing the listener's sessions.
+// current(slot) returns the context new handshakes on that worker must use; rebuild() and
+// replace() publish a new snapshot atomically for every worker. Connections keep the context
+// they started with (a shared_ptr), so a replacement never disturbs them. Safe to call from
+// any thread.
 #pragma once
 
 #include <memory>
@@ -12,6 +15,8 @@
 
 #include "config/model.h"
 #include "tls/context.h"
+#include "tls/library_contexts.h"
+#include "util/result.h"
 
 namespace mqtls::tls {
 
@@ -36,27 +41,46 @@ class ContextStore {
   // Builds a listener's context from settings: the one call to TlsContext::build used at start
   // (startup_check) and on reload (rebuild). Problems go to `report`; null when it has errors.
   // rebuild() passes the current context's session resources, so sessions survive a reload.
+  // `slot`: see TlsContext::build.
   static TlsContextPtr build(const config::TlsSettings& settings, BuildReport& report,
-                             const SessionResources& sessions = {});
+                             const SessionResources& sessions = {}, const BuildSlot& slot = {});
 
-  // `initial` must be non-null (a context made by build()).
-  explicit ContextStore(TlsContextPtr initial) : current_(std::move(initial)) {}
+  // A store of one slot: `initial` (non-null, made by build()) serves every worker.
+  explicit ContextStore(TlsContextPtr initial);
 
-  // The snapshot to use for a new connection; never null.
-  TlsContextPtr current() const;
-  // Publishes `next` (must be non-null) for connections accepted from now on, marking it with
-  // the next reload generation (see TlsContext::reloadGeneration).
-  void replace(TlsContextPtr next);
+  // A store with a slot per library context of `libraries` (which must outlive the store):
+  // `initial` (built from `settings` in OpenSSL's default library context) serves slot 0, and
+  // each further slot gets a context built from `settings` in its own library context, sharing
+  // initial's sessions and verified-chain caches. Fails with every problem ("tls.<key>: message"
+  // lines) when one cannot be built.
+  static Result<std::unique_ptr<ContextStore>> create(TlsContextPtr initial,
+                                                      const config::TlsSettings& settings,
+                                                      const LibraryContexts& libraries);
+
+  // The context to use for a new connection on worker `slot` (slots beyond the store's last
+  // use its last one); never null.
+  TlsContextPtr current(std::size_t slot = 0) const;
+  // Publishes `next` (non-empty, no null; one context per slot, or one for all) for connections
+  // accepted from now on, marking it with the next reload generation (see
+  // TlsContext::reloadGeneration). An empty `next` or one holding null changes nothing.
+  void replace(std::vector<TlsContextPtr> next);
+  void replace(TlsContextPtr next) { replace(std::vector<TlsContextPtr>{std::move(next)}); }
   // How many contexts were published after the initial one.
   std::uint64_t generation() const;
-  // Builds a complete new context from `settings` and publishes it. On any error the current
-  // snapshot stays in force, nothing is published, and the problems (each naming the setting
-  // and file) are in `report`. Returns whether the new context was published.
+  // Builds a complete new context for every slot from `settings` and publishes them together.
+  // On any error the current snapshot stays in force, nothing is published, and the problems
+  // (each naming the setting and file) are in `report`. Returns whether the new contexts were
+  // published.
   bool rebuild(const config::TlsSettings& settings, BuildReport& report);
 
  private:
+  ContextStore(TlsContextPtr initial, const LibraryContexts* libraries);
+  // The library context of `slot` (null: OpenSSL's default one).
+  OSSL_LIB_CTX* libraryOf(std::size_t slot) const;
+
+  const LibraryContexts* libraries_ = nullptr;  // null: one slot, the default library context
   mutable std::mutex mutex_;
-  TlsContextPtr current_;
+  std::vector<TlsContextPtr> current_;  // one per slot
   std::uint64_t generation_ = 0;
 };
 

@@ -11,6 +11,7 @@
 #include <iterator>
 
 #include "tls/context.h"
+#include "util/pem.h"
 
 namespace mqtls::tls {
 namespace {
@@ -38,11 +39,12 @@ Result<std::string> readWhole(const std::string& path) {
 }
 
 // PEM CRLs: every "X509 CRL" block, and nothing malformed.
-Result<std::vector<X509CrlPtr>> parsePem(const std::string& path, const std::string& data) {
+Result<std::vector<X509CrlPtr>> parsePem(const std::string& path, const std::string& data,
+                                         OSSL_LIB_CTX* library) {
   BioPtr bio(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));
   std::vector<X509CrlPtr> crls;
-  while (X509_CRL* crl = PEM_read_bio_X509_CRL(bio.get(), nullptr, nullptr, nullptr)) {
-    crls.emplace_back(crl);
+  while (X509CrlPtr crl = pem::readPemCrl(bio.get(), library)) {
+    crls.push_back(std::move(crl));
   }
   unsigned long last = ERR_peek_last_error();
   const bool clean =
@@ -60,10 +62,14 @@ Result<std::vector<X509CrlPtr>> parsePem(const std::string& path, const std::str
 }
 
 // One DER CRL filling the whole file.
-Result<std::vector<X509CrlPtr>> parseDer(const std::string& path, const std::string& data) {
+Result<std::vector<X509CrlPtr>> parseDer(const std::string& path, const std::string& data,
+                                         OSSL_LIB_CTX* library) {
   const auto* at = reinterpret_cast<const unsigned char*>(data.data());
   const unsigned char* end = at + data.size();
-  X509CrlPtr crl(d2i_X509_CRL(nullptr, &at, static_cast<long>(data.size())));
+  // A failed d2i frees the prepared object and nulls the pointer.
+  X509_CRL* prepared = X509_CRL_new_ex(library, nullptr);
+  X509CrlPtr crl(prepared != nullptr ? d2i_X509_CRL(&prepared, &at, static_cast<long>(data.size()))
+                                     : nullptr);
   ERR_clear_error();
   if (!crl || at != end) {
     return Error{"file '" + path + "' holds neither PEM CRLs nor a DER CRL"};
@@ -82,16 +88,16 @@ int staleCrlSlot() {
 
 }  // namespace
 
-Result<std::vector<X509CrlPtr>> readCrlFile(const std::string& path) {
+Result<std::vector<X509CrlPtr>> readCrlFile(const std::string& path, OSSL_LIB_CTX* library) {
   auto data = readWhole(path);
   if (!data) {
     return data.error();
   }
   ERR_clear_error();
   if (data->find("-----BEGIN") != std::string::npos) {
-    return parsePem(path, *data);
+    return parsePem(path, *data, library);
   }
-  return parseDer(path, *data);
+  return parseDer(path, *data, library);
 }
 
 std::vector<std::string> crlDirectoryFiles(const std::string& path) {
@@ -112,7 +118,7 @@ std::vector<std::string> crlDirectoryFiles(const std::string& path) {
   return files;
 }
 
-Result<std::vector<LoadedCrl>> readCrlItem(const std::string& path) {
+Result<std::vector<LoadedCrl>> readCrlItem(const std::string& path, OSSL_LIB_CTX* library) {
   std::error_code ec;
   const bool directory = fs::is_directory(path, ec);
   std::vector<std::string> files = directory ? crlDirectoryFiles(path) : std::vector{path};
@@ -121,7 +127,7 @@ Result<std::vector<LoadedCrl>> readCrlItem(const std::string& path) {
   }
   std::vector<LoadedCrl> loaded;
   for (const auto& file : files) {
-    auto crls = readCrlFile(file);
+    auto crls = readCrlFile(file, library);
     if (!crls) {
       return crls.error();
     }

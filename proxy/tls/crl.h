@@ -24,8 +24,10 @@ struct LoadedCrl {
 };
 
 // Every CRL of the file: PEM with one or more CRLs, or a single DER CRL. Fails (naming the
-// file and what it holds instead) if it is unreadable, empty, or holds anything else.
-Result<std::vector<X509CrlPtr>> readCrlFile(const std::string& path);
+// file and what it holds instead) if it is unreadable, empty, or holds anything else. The CRLs
+// belong to OpenSSL library context `library` (null: the default one).
+Result<std::vector<X509CrlPtr>> readCrlFile(const std::string& path,
+                                            OSSL_LIB_CTX* library = nullptr);
 
 // The files a directory item stands for: its non-hidden entries that are (or link to) regular
 // files, as paths inside the directory, sorted by name. Empty if `path` is not a directory.
@@ -33,7 +35,8 @@ std::vector<std::string> crlDirectoryFiles(const std::string& path);
 
 // Every CRL of one `crl` item (file or directory; files in name order). Fails on the first file
 // that is not a CRL file (the message names it), and on a directory without any file.
-Result<std::vector<LoadedCrl>> readCrlItem(const std::string& path);
+Result<std::vector<LoadedCrl>> readCrlItem(const std::string& path,
+                                           OSSL_LIB_CTX* library = nullptr);
 
 // The verify callback of a context that checks CRLs: lets exactly X509_V_ERR_CRL_HAS_EXPIRED
 // pass when the site serving the SSL has crl_next_update lenient, and marks the SSL (see

@@ -58,11 +58,12 @@ void installChain(SSL_CTX* ctx, const std::vector<X509Ptr>& chain, const std::st
 // Installs one chain and its key (in the slot of the key's type); checks key/cert match, validity
 // and chain order. Returns the key's type (EVP_PKEY_base_id), or 0 if it could not be read.
 int installCertificate(SSL_CTX* ctx, const config::ServerCertificate& certificate,
-                       const CertificateKeys& keys, BuildReport& report) {
+                       const CertificateKeys& keys, OSSL_LIB_CTX* library, BuildReport& report) {
   const config::ServerCertificate& settings = certificate;
-  auto chain = pem::readCertificates(settings.cert_file);
+  auto chain = pem::readCertificates(settings.cert_file, library);
   const bool on_token = isPkcs11Uri(settings.key_file);  // the key stays on a PKCS#11 token
-  auto key = on_token ? loadHardwareKey(settings.key_file) : pem::readPrivateKey(settings.key_file);
+  auto key = on_token ? loadHardwareKey(settings.key_file)
+                      : pem::readPrivateKey(settings.key_file, library);
   if (!chain) {
     addError(
         report, keys.cert,
@@ -116,7 +117,8 @@ const char* keyTypeName(int type) {
 }  // namespace
 
 // Every server certificate: cert_file/key_file, then more_certificates, at most one per key type.
-void installServerIdentity(SSL_CTX* ctx, const config::TlsSettings& settings, BuildReport& report) {
+void installServerIdentity(SSL_CTX* ctx, const config::TlsSettings& settings, OSSL_LIB_CTX* library,
+                           BuildReport& report) {
   std::vector<int> types;
   const std::size_t count = 1 + settings.more_certificates.size();
   for (std::size_t i = 0; i < count; ++i) {
@@ -127,7 +129,7 @@ void installServerIdentity(SSL_CTX* ctx, const config::TlsSettings& settings, Bu
     const config::ServerCertificate certificate =
         i == 0 ? config::ServerCertificate{settings.cert_file, settings.key_file}
                : settings.more_certificates[i - 1];
-    const int type = installCertificate(ctx, certificate, keys, report);
+    const int type = installCertificate(ctx, certificate, keys, library, report);
     const bool rsa = type == EVP_PKEY_RSA || type == EVP_PKEY_RSA_PSS;
     for (int earlier : types) {
       if (earlier == type || (rsa && (earlier == EVP_PKEY_RSA || earlier == EVP_PKEY_RSA_PSS))) {

@@ -60,11 +60,14 @@ void setSiteSessionContext(SSL_CTX* ctx, const std::vector<std::string>& names) 
 
 }  // namespace
 
-void TlsContext::buildSites(BuildReport& report) {
+void TlsContext::buildSites(BuildReport& report, const TlsContext* sibling) {
   for (std::size_t i = 0; i < settings_.sites.size(); ++i) {
     const config::SniSite& site = settings_.sites[i];
     BuildReport own;
-    std::shared_ptr<TlsContext> built = buildOne(site.tls, own, sessions_);
+    const TlsContext* sibling_site =
+        sibling != nullptr && i < sibling->sites_.size() ? sibling->sites_[i].get() : nullptr;
+    std::shared_ptr<TlsContext> built =
+        buildOne(site.tls, own, sessions_, BuildSlot{library_, sibling_site});
     const std::string prefix = "sni[" + std::to_string(i) + "].";
     for (auto& problem : own.errors) {
       report.errors.push_back({prefix + problem.key, std::move(problem.message)});

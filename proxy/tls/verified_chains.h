@@ -5,16 +5,17 @@
 // Indistinguishable from full verification:
 // - The key is SHA-256 over the exact DER of the certificates the client sent (leaf first, in
 //   order); any other chain, even one differing by a byte, misses.
-// - A cache belongs to one context, i.e. one trust generation (CA bundle, CRLs, verify settings,
-//   SNI site): a reload builds a new context with an empty cache, so a certificate revoked by a
-//   new CRL, or whose CA was removed, is verified in full again and refused.
+// - A cache belongs to one snapshot, i.e. one trust generation (CA bundle, CRLs, verify settings,
+//   SNI site), and is shared by the contexts its worker slots build from the same files: a reload
+//   builds new contexts with an empty cache, so a certificate revoked by a new CRL, or whose CA
+//   was removed, is verified in full again and refused.
 // - An entry is used only while "now" is within the validity of every certificate of the
 //   verified chain and of every CRL it was checked against (lastUpdate..nextUpdate); outside it,
 //   the chain is verified in full again (and refused if expired).
 // - Only a clean verification is kept: a failure never is, nor an acceptance that tolerated an
 //   error (crl_next_update lenient with a CRL past its nextUpdate).
 //
-// Bounded (least recently used entries go first) and thread-safe: the workers share a context.
+// Bounded (least recently used entries go first) and thread-safe: the workers share a cache.
 // One lock per full handshake with a client certificate; nothing per packet.
 #pragma once
 

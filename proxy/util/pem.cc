@@ -65,7 +65,33 @@ bool atEndOfPem() {
 
 }  // namespace
 
-Result<std::vector<X509Ptr>> readCertificates(const std::string& path) {
+X509Ptr readPemCertificate(BIO* bio, OSSL_LIB_CTX* library) {
+  // PEM_read_bio_X509 fills a prepared object; a failed parse frees it and nulls the pointer,
+  // a missing PEM block leaves it to us.
+  X509* prepared = X509_new_ex(library, nullptr);
+  if (prepared == nullptr) {
+    return nullptr;
+  }
+  if (PEM_read_bio_X509(bio, &prepared, nullptr, nullptr) == nullptr) {
+    X509_free(prepared);
+    return nullptr;
+  }
+  return X509Ptr(prepared);
+}
+
+X509CrlPtr readPemCrl(BIO* bio, OSSL_LIB_CTX* library) {
+  X509_CRL* prepared = X509_CRL_new_ex(library, nullptr);
+  if (prepared == nullptr) {
+    return nullptr;
+  }
+  if (PEM_read_bio_X509_CRL(bio, &prepared, nullptr, nullptr) == nullptr) {
+    X509_CRL_free(prepared);
+    return nullptr;
+  }
+  return X509CrlPtr(prepared);
+}
+
+Result<std::vector<X509Ptr>> readCertificates(const std::string& path, OSSL_LIB_CTX* library) {
   auto data = slurp(path);
   if (!data) {
     return data.error();
@@ -73,8 +99,8 @@ Result<std::vector<X509Ptr>> readCertificates(const std::string& path) {
   ERR_clear_error();
   BioPtr bio = memoryBio(*data);
   std::vector<X509Ptr> certs;
-  while (X509* cert = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
-    certs.emplace_back(cert);
+  while (X509Ptr cert = readPemCertificate(bio.get(), library)) {
+    certs.push_back(std::move(cert));
   }
   if (!atEndOfPem()) {
     return Error{"file '" + path + "' holds a malformed certificate: " + takeOpenSslError()};
@@ -86,7 +112,7 @@ Result<std::vector<X509Ptr>> readCertificates(const std::string& path) {
   return certs;
 }
 
-Result<EvpPkeyPtr> readPrivateKey(const std::string& path) {
+Result<EvpPkeyPtr> readPrivateKey(const std::string& path, OSSL_LIB_CTX* library) {
   auto data = slurp(path);
   if (!data) {
     return data.error();
@@ -95,7 +121,8 @@ Result<EvpPkeyPtr> readPrivateKey(const std::string& path) {
   BioPtr bio = memoryBio(*data);
   // An empty passphrase callback result makes encrypted keys fail instead of prompting.
   auto no_passphrase = [](char*, int, int, void*) -> int { return 0; };
-  EVP_PKEY* key = PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr);
+  EVP_PKEY* key =
+      PEM_read_bio_PrivateKey_ex(bio.get(), nullptr, no_passphrase, nullptr, library, nullptr);
   if (key == nullptr) {
     return Error{"file '" + path +
                  "' holds no readable unencrypted PEM private key: " + takeOpenSslError()};
@@ -103,7 +130,7 @@ Result<EvpPkeyPtr> readPrivateKey(const std::string& path) {
   return EvpPkeyPtr(key);
 }
 
-Result<std::vector<X509CrlPtr>> readCrls(const std::string& path) {
+Result<std::vector<X509CrlPtr>> readCrls(const std::string& path, OSSL_LIB_CTX* library) {
   auto data = slurp(path);
   if (!data) {
     return data.error();
@@ -111,8 +138,8 @@ Result<std::vector<X509CrlPtr>> readCrls(const std::string& path) {
   ERR_clear_error();
   BioPtr bio = memoryBio(*data);
   std::vector<X509CrlPtr> crls;
-  while (X509_CRL* crl = PEM_read_bio_X509_CRL(bio.get(), nullptr, nullptr, nullptr)) {
-    crls.emplace_back(crl);
+  while (X509CrlPtr crl = readPemCrl(bio.get(), library)) {
+    crls.push_back(std::move(crl));
   }
   if (!atEndOfPem()) {
     return Error{"file '" + path + "' holds a malformed CRL: " + takeOpenSslError()};

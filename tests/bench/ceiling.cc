@@ -7,11 +7,14 @@
 // CONNECT, writing CONNACK, reading DISCONNECT and close_notify, SSL_shutdown, SSL_free).
 // Prints one line per scenario:
 //   ceiling full-tls13 server_cpu_us=812.3 handshake_us=700.1 after_us=112.2 per_core=1231 ...
-// With --threads N, N threads run the scenario at once against the same context (as mqtls's
-// workers share it: its session store, verified-chain cache and OpenSSL's own locks), each with
-// its own client; the line then adds threads=N and rate= (handshakes per wall-clock second, both
-// sides of every handshake included), so rate at N threads over rate at 1 is how the TLS work
-// scales across cores. The threads' measured windows start together, after every warm-up.
+// With --threads N, N threads run the scenario at once, each as one of mqtls's workers: thread t
+// uses the listener's context of worker slot t (tls::ContextStore with one OpenSSL library
+// context per slot, sharing the session store), each with its own client in a library context
+// of its own; --one-library builds everything in OpenSSL's default library context instead
+// (one context shared by all threads, as mqtls did before). The line then adds threads=N and
+// rate= (handshakes per wall-clock second, both sides of every handshake included), so rate at
+// N threads over rate at 1 is how the TLS work scales across cores. The threads' measured
+// windows start together, after every warm-up.
 // Exit codes: 0 all scenarios ran, 1 a scenario failed, 2 bad usage or configuration.
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -32,6 +35,8 @@
 
 #include "mqtt_wire.h"
 #include "startup_check.h"
+#include "tls/context_store.h"
+#include "tls/library_contexts.h"
 #include "transport.h"
 
 namespace mqtls::bench {
@@ -39,13 +44,14 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: mqtls_ceiling --config FILE --cert FILE --key FILE [--ca FILE]\n"
-    "                     [--duration SEC] [--scenarios a,b,...] [--threads N]\n"
+    "                     [--duration SEC] [--scenarios a,b,...] [--threads N] [--one-library]\n"
     "\n"
     "Runs the server side of mutual-TLS handshakes in-process with the TLS context mqtls builds\n"
     "for listener 0 of FILE, and prints the server's CPU per handshake (plus CONNECT, CONNACK,\n"
     "DISCONNECT and close) and the implied handshakes per second on one core. --cert/--key: the\n"
     "client identity; --ca: verify the server's certificate (for 127.0.0.1) too. --threads N:\n"
-    "N threads at once on the same context; adds the wall-clock rate of all of them.\n"
+    "N threads at once, one per worker slot; adds the wall-clock rate of all of them.\n"
+    "--one-library: every thread in OpenSSL's default library context, on one TLS context.\n"
     "\n"
     "Scenarios: full-tls13 full-tls12 resume-tls13 resume-tls12 (default: all)\n";
 
@@ -71,6 +77,7 @@ struct CeilingOptions {
   TlsFiles client;
   double duration = 2;
   int threads = 1;
+  bool one_library = false;
   std::vector<CeilingScenario> scenarios;
 };
 
@@ -359,10 +366,12 @@ void printTotals(const CeilingScenario& scenario, const Totals& totals, int thre
   std::fflush(stdout);
 }
 
-// Runs `scenario` on options.threads threads at once, each with its own client context, against
-// the same server context; sums what they measured. False (with `error`) if any failed.
+// Runs `scenario` on options.threads threads at once, thread t against the server context of
+// slot t of `contexts`, each with its own client context (in library context t+1 of
+// `client_libraries`); sums what they measured. False (with `error`) if any failed.
 bool runThreads(const CeilingScenario& scenario, const CeilingOptions& options,
-                const tls::TlsContext& context, Totals& sum, std::string& error) {
+                const tls::ContextStore& contexts, const tls::LibraryContexts& client_libraries,
+                Totals& sum, std::string& error) {
   const auto count = static_cast<std::size_t>(options.threads);
   std::vector<Totals> totals(count);
   std::vector<std::string> errors(count);
@@ -371,8 +380,10 @@ bool runThreads(const CeilingScenario& scenario, const CeilingOptions& options,
   for (std::size_t t = 0; t < count; ++t) {
     threads.emplace_back([&, t] {
       bool arrived = false;
-      SslCtxPtr client = makeClientContext(options.client, scenario.version, errors[t]);
-      const bool ran = client && runScenario(scenario, context, client.get(), options.duration,
+      SslCtxPtr client = makeClientContext(options.client, scenario.version, errors[t],
+                                           client_libraries.at(t + 1));
+      tls::TlsContextPtr context = contexts.current(t);
+      const bool ran = client && runScenario(scenario, *context, client.get(), options.duration,
                                              totals[t], errors[t], [&] {
                                                arrived = true;
                                                warm.arrive_and_wait();
@@ -435,6 +446,8 @@ std::optional<int> parseOptions(int argc, char** argv, CeilingOptions& options) 
       *field = argv[++i];
     } else if (i + 1 < argc && arg == "--duration") {
       options.duration = std::atof(argv[++i]);
+    } else if (arg == "--one-library") {
+      options.one_library = true;
     } else if (i + 1 < argc && arg == "--threads") {
       options.threads = std::atoi(argv[++i]);
     } else {
@@ -459,8 +472,10 @@ std::optional<int> parseOptions(int argc, char** argv, CeilingOptions& options) 
   return std::nullopt;
 }
 
-// Listener 0's context, built as mqtls builds it; null (errors printed) if the file has errors.
-tls::TlsContextPtr loadContext(const std::string& path) {
+// Listener 0's contexts, one per slot of `libraries`, built as mqtls builds them; null (errors
+// printed) if the file has errors.
+std::unique_ptr<tls::ContextStore> loadContexts(const std::string& path,
+                                                const tls::LibraryContexts& libraries) {
   startup::CheckedConfig checked = startup::checkConfigFile(path);
   if (!checked.loaded.ok() || checked.contexts.empty()) {
     for (const auto& line : checked.loaded.errors) {
@@ -469,9 +484,15 @@ tls::TlsContextPtr loadContext(const std::string& path) {
     std::fprintf(stderr, "mqtls_ceiling: %s has no usable listener\n", path.c_str());
     return nullptr;
   }
+  auto store = tls::ContextStore::create(checked.contexts[0],
+                                         checked.loaded.config->listeners[0].tls, libraries);
+  if (!store) {
+    std::fprintf(stderr, "mqtls_ceiling: %s\n", store.error().message.c_str());
+    return nullptr;
+  }
   std::printf("mqtls_ceiling with %s: listener '%s' of %s\n", OpenSSL_version(OPENSSL_VERSION),
               checked.loaded.config->listeners[0].name.c_str(), path.c_str());
-  return checked.contexts[0];
+  return std::move(store.value());
 }
 
 int run(int argc, char** argv) {
@@ -479,15 +500,25 @@ int run(int argc, char** argv) {
   if (auto code = parseOptions(argc, argv, options)) {
     return *code;
   }
-  tls::TlsContextPtr context = loadContext(options.config);
-  if (!context) {
+  // Server and client library contexts, one per thread each (all the default one with
+  // --one-library); declared before everything made in them.
+  const auto slots = static_cast<std::size_t>(options.one_library ? 1 : options.threads);
+  tls::LibraryContexts libraries(slots);
+  tls::LibraryContexts client_libraries(options.one_library ? 1 : slots + 1);
+  for (const auto* warnings : {&libraries.warnings(), &client_libraries.warnings()}) {
+    for (const auto& warning : *warnings) {
+      std::fprintf(stderr, "mqtls_ceiling: %s\n", warning.c_str());
+    }
+  }
+  std::unique_ptr<tls::ContextStore> contexts = loadContexts(options.config, libraries);
+  if (!contexts) {
     return 2;
   }
   int status = 0;
   for (const auto& scenario : options.scenarios) {
     std::string error;
     Totals totals;
-    if (!runThreads(scenario, options, *context, totals, error)) {
+    if (!runThreads(scenario, options, *contexts, client_libraries, totals, error)) {
       std::printf("ceiling %s FAILED: %s\n", scenario.name, error.c_str());
       status = 1;
     } else if (scenario.resume && totals.resumed == 0) {

@@ -25,8 +25,9 @@ std::string sslErrorText() {
 
 }  // namespace
 
-SslCtxPtr makeClientContext(const TlsFiles& files, int version, std::string& error) {
-  SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
+SslCtxPtr makeClientContext(const TlsFiles& files, int version, std::string& error,
+                            OSSL_LIB_CTX* library) {
+  SslCtxPtr ctx(SSL_CTX_new_ex(library, nullptr, TLS_client_method()));
   if (!ctx) {
     error = "SSL_CTX_new: " + sslErrorText();
     return nullptr;

@@ -23,8 +23,9 @@ struct TlsFiles {
 };
 
 // A client SSL_CTX pinned to one protocol version (TLS1_2_VERSION or TLS1_3_VERSION), or
-// nullptr with `error` set.
-SslCtxPtr makeClientContext(const TlsFiles& files, int version, std::string& error);
+// nullptr with `error` set. Made in OpenSSL library context `library` (null: the default one).
+SslCtxPtr makeClientContext(const TlsFiles& files, int version, std::string& error,
+                            OSSL_LIB_CTX* library = nullptr);
 
 enum class Io { Ok, WantRead, WantWrite, Closed, Failed };
 

@@ -1,6 +1,8 @@
 // ContextStore: the one place a listener's context is built and replaced. A rebuild from good
 // material publishes a new snapshot while connections keep the old one; a rebuild from bad
-// material keeps the old snapshot and reports the setting, the file and the reason.
+// material keeps the old snapshot and reports the setting, the file and the reason. With a slot
+// per worker, every slot has its own context (in its own library context) and all are replaced
+// together.
 #include <gtest/gtest.h>
 
 #include <openssl/x509.h>
@@ -8,6 +10,7 @@
 #include <algorithm>
 
 #include "tls/context_store.h"
+#include "tls/library_contexts.h"
 
 namespace mqtls::tls {
 namespace {
@@ -84,6 +87,63 @@ TEST(ContextStore, ReplaceIgnoresNull) {
   TlsContextPtr before = store.current();
   store.replace(nullptr);
   EXPECT_EQ(store.current(), before);
+}
+
+// A store with a slot per worker: each slot its own context, built in its own library context;
+// a rebuild replaces every slot at once with one generation, a failed one none.
+TEST(ContextStore, EveryWorkerSlotHasItsOwnContextAndRebuildsTogether) {
+  LibraryContexts libraries(3);
+  ASSERT_TRUE(libraries.warnings().empty());
+  EXPECT_EQ(libraries.at(0), nullptr);
+  ASSERT_NE(libraries.at(1), nullptr);
+  ASSERT_NE(libraries.at(2), nullptr);
+  EXPECT_NE(libraries.at(1), libraries.at(2));
+  EXPECT_EQ(libraries.at(7), libraries.at(2));
+  BuildReport report;
+  TlsContextPtr initial = ContextStore::build(settingsFor("server-ec"), report);
+  ASSERT_NE(initial, nullptr);
+  auto made = ContextStore::create(initial, settingsFor("server-ec"), libraries);
+  ASSERT_TRUE(made.ok()) << made.error().message;
+  ContextStore& store = **made;
+  EXPECT_EQ(store.current(0), initial);
+  for (std::size_t slot = 0; slot < 3; ++slot) {
+    EXPECT_EQ(store.current(slot)->library(), libraries.at(slot));
+    EXPECT_EQ(servedKeyType(store.current(slot)), EVP_PKEY_EC);
+  }
+  EXPECT_EQ(store.current(9), store.current(2));
+
+  std::vector<TlsContextPtr> held = {store.current(0), store.current(1), store.current(2)};
+  ASSERT_TRUE(store.rebuild(settingsFor("server-rsa"), report));
+  for (std::size_t slot = 0; slot < 3; ++slot) {
+    EXPECT_NE(store.current(slot), held[slot]);
+    EXPECT_EQ(store.current(slot)->library(), libraries.at(slot));
+    EXPECT_EQ(servedKeyType(store.current(slot)), EVP_PKEY_RSA);
+    EXPECT_EQ(store.current(slot)->reloadGeneration(), 1u);
+    EXPECT_EQ(servedKeyType(held[slot]), EVP_PKEY_EC);  // connections keep theirs
+  }
+  auto bad = settingsFor("server-ec");
+  bad.key_file = certPath("server-rsa.key");
+  BuildReport failed;
+  EXPECT_FALSE(store.rebuild(bad, failed));
+  ASSERT_EQ(failed.errors.size(), 1u);  // reported once, not once per slot
+  for (std::size_t slot = 0; slot < 3; ++slot) {
+    EXPECT_EQ(servedKeyType(store.current(slot)), EVP_PKEY_RSA);
+  }
+  EXPECT_EQ(store.generation(), 1u);
+}
+
+TEST(ContextStore, CreateFailsWithTheProblemsOfAFurtherSlot) {
+  LibraryContexts libraries(2);
+  BuildReport report;
+  TlsContextPtr initial = ContextStore::build(settingsFor("server-ec"), report);
+  ASSERT_NE(initial, nullptr);
+  auto gone = settingsFor("server-ec");
+  gone.client_ca_file = certPath("no-such-ca.pem");  // as if the file vanished after the check
+  auto made = ContextStore::create(initial, gone, libraries);
+  ASSERT_FALSE(made.ok());
+  EXPECT_NE(made.error().message.find("tls.client_ca: "), std::string::npos)
+      << made.error().message;
+  EXPECT_NE(made.error().message.find("no-such-ca.pem"), std::string::npos);
 }
 
 TEST(ContextFiles, ListsEveryFileTheContextReadsOnce) {

@@ -2,7 +2,8 @@
 // session outlives its client certificate (a certificate made here, valid for seconds, issued
 // by the test intermediate CA), sessions survive a rebuilt context (a reload) that shares the
 // listener's SessionResources, tickets resume across contexts given the same key file, and a
-// session whose certificate a newer CRL revokes is not resumed, in both modes.
+// session whose certificate a newer CRL revokes is not resumed, in both modes; worker slots, each
+// in its own OpenSSL library context, verify alike and resume each other's sessions.
 #include <gtest/gtest.h>
 
 #include <openssl/err.h>
@@ -16,6 +17,8 @@
 
 #include "test_certs.h"
 #include "tls/context.h"
+#include "tls/context_store.h"
+#include "tls/library_contexts.h"
 
 namespace mqtls::tls {
 namespace {
@@ -296,6 +299,55 @@ TEST_P(SessionTest, StatefulSessionOfANewlyRevokedCertificateIsNotResumed) {
 
 TEST_P(SessionTest, TicketOfANewlyRevokedCertificateIsNotResumed) {
   expectRevokedSessionRefused(ticketSettings(GetParam(), writeKeyFile("revocation.keys", 1)));
+}
+
+// As mqtls's workers use them: each slot's context is built in its own OpenSSL library context,
+// verifies (CRLs included) as the default one does, and shares the listener's sessions and
+// verified chains, so a session made on one worker resumes on another, in both modes, and a
+// chain verified on one is a cache hit on another.
+TEST_P(SessionTest, WorkerSlotsVerifyInTheirOwnLibraryContextsAndShareSessions) {
+  LibraryContexts libraries(2);
+  ASSERT_TRUE(libraries.warnings().empty()) << libraries.warnings().front();
+  ASSERT_NE(libraries.at(1), nullptr);
+  const std::string keys = writeKeyFile("slots.keys", 1);
+  for (config::TlsSettings s : {settings(GetParam()), ticketSettings(GetParam(), keys)}) {
+    s.crl_files = {certPath("crl.pem")};
+    auto initial = TlsContext::create(s);
+    ASSERT_TRUE(initial.ok()) << initial.error().message;
+    auto store = ContextStore::create(*initial, s, libraries);
+    ASSERT_TRUE(store.ok()) << store.error().message;
+    TlsContextPtr zero = (*store)->current(0);
+    TlsContextPtr one = (*store)->current(1);
+    EXPECT_EQ(zero, *initial);
+    EXPECT_EQ(zero->library(), nullptr);
+    EXPECT_EQ(one->library(), libraries.at(1));
+    EXPECT_EQ(one->sessions().store, zero->sessions().store);
+    EXPECT_EQ(one->sessions().keys, zero->sessions().keys);
+
+    SslCtxPtr client = clientContext("client");
+    auto first = handshake(*one, client.get());
+    ASSERT_TRUE(first->done);
+    EXPECT_FALSE(first->resumed);
+    auto second = handshake(*zero, client.get(), first->session.get());
+    ASSERT_TRUE(second->done);
+    EXPECT_TRUE(second->resumed);
+    auto third = handshake(*one, client.get(), second->session.get());
+    ASSERT_TRUE(third->done);
+    EXPECT_TRUE(third->resumed);
+    // The chain verified on slot 1 is a cache hit on slot 0: the slots share the cache.
+    EXPECT_EQ(verifyCacheResult(first->server.get()), VerifyCacheResult::Miss);
+    auto fresh = handshake(*zero, client.get());
+    ASSERT_TRUE(fresh->done);
+    EXPECT_FALSE(fresh->resumed);
+    EXPECT_EQ(verifyCacheResult(fresh->server.get()), VerifyCacheResult::Hit);
+
+    SslCtxPtr revoked = clientContext("client-revoked");
+    auto refused = handshake(*one, revoked.get());
+    EXPECT_FALSE(refused->done);
+    EXPECT_EQ(refused->verify, X509_V_ERR_CERT_REVOKED);
+    SslCtxPtr stranger = clientContext("client-wrongca");
+    EXPECT_FALSE(handshake(*one, stranger.get())->done);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Versions, SessionTest,

@@ -1,0 +1,52 @@
+#include "tls/library_contexts.h"
+
+#include <openssl/conf.h>
+#include <openssl/err.h>
+
+#include <algorithm>
+
+namespace mqtls::tls {
+namespace {
+
+void freeOpenSslString(char* text) {
+  OPENSSL_free(text);
+}
+
+// A new library context configured from OpenSSL's configuration file, or null with `why` set.
+LibCtxPtr makeConfigured(std::string& why) {
+  ERR_clear_error();
+  LibCtxPtr library(OSSL_LIB_CTX_new());
+  if (!library) {
+    why = "cannot create an OpenSSL library context (" + takeOpenSslError() + ")";
+    return nullptr;
+  }
+  std::unique_ptr<char, OpenSslDeleter<freeOpenSslString>> file(CONF_get1_default_config_file());
+  if (file && OSSL_LIB_CTX_load_config(library.get(), file.get()) != 1) {
+    why = std::string("cannot load OpenSSL's configuration '") + file.get() +
+          "' into a new library context (" + takeOpenSslError() + ")";
+    return nullptr;
+  }
+  ERR_clear_error();
+  return library;
+}
+
+}  // namespace
+
+LibraryContexts::LibraryContexts(std::size_t slots) {
+  slots_.emplace_back(nullptr);
+  for (std::size_t i = 1; i < slots; ++i) {
+    std::string why;
+    LibCtxPtr library = makeConfigured(why);
+    if (!library) {
+      warnings_.push_back("worker " + std::to_string(i) + ": " + why +
+                          "; it shares OpenSSL's default library context with worker 0");
+    }
+    slots_.push_back(std::move(library));
+  }
+}
+
+OSSL_LIB_CTX* LibraryContexts::at(std::size_t slot) const {
+  return slots_[std::min(slot, slots_.size() - 1)].get();
+}
+
+}  // namespace mqtls::tls

@@ -1,0 +1,47 @@
+// LibraryContexts: one OpenSSL library context (OSSL_LIB_CTX) per worker. In OpenSSL 3.0 every
+// certificate a handshake parses looks its public key decoder up in its library context's
+// tables under read-write locks; workers sharing one library context bounce those locks'
+// cache lines between cores on every handshake. Each worker's TLS contexts are therefore built
+// in a library context of its own: worker 0 uses OpenSSL's default one (as a single-worker
+// process always has), every further worker a new one loaded with the same OpenSSL
+// configuration file.
+#pragma once
+
+#include <openssl/crypto.h>
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "util/openssl_ptr.h"
+
+namespace mqtls::tls {
+
+using LibCtxPtr = std::unique_ptr<OSSL_LIB_CTX, OpenSslDeleter<OSSL_LIB_CTX_free>>;
+
+class LibraryContexts {
+ public:
+  // `slots` library contexts: slot 0 is OpenSSL's default one (null); each further slot gets a
+  // new one with OpenSSL's configuration file (OPENSSL_CONF or the built-in path) loaded, so its
+  // providers and settings are those of the default one. A slot whose context cannot be made
+  // or configured falls back to the default one, and warnings() says why.
+  explicit LibraryContexts(std::size_t slots);
+
+  // How many slots (at least 1).
+  std::size_t size() const { return slots_.size(); }
+  // The library context of `slot` (null: OpenSSL's default one); slots beyond size() share
+  // the last one.
+  OSSL_LIB_CTX* at(std::size_t slot) const;
+  // What went wrong making the slots (empty when each further slot has its own context).
+  const std::vector<std::string>& warnings() const { return warnings_; }
+
+  LibraryContexts(const LibraryContexts&) = delete;
+  LibraryContexts& operator=(const LibraryContexts&) = delete;
+
+ private:
+  std::vector<LibCtxPtr> slots_;  // slots_[0] is null (the default library context)
+  std::vector<std::string> warnings_;
+};
+
+}  // namespace mqtls::tls
