@@ -142,7 +142,8 @@ int main(int argc, char** argv) {
   }
   mqtls::ops::Metrics metrics;
   metrics.countTraffic(!config.admin.listen.empty());  // nobody could read the counts otherwise
-  // The contexts the check built are the ones served: each is built once.
+  // The contexts the check built are the ones worker 0 serves; the server builds those of the
+  // further workers, each in its own OpenSSL library context.
   auto server = mqtls::net::Server::create(config, std::move(checked.contexts),
                                            std::move(checked.admin_context), metrics);
   if (!server) {

@@ -39,9 +39,11 @@
 #     --scaling      how handshakes scale across cores, where the load generator cannot have a
 #                    core of its own: adds mqtls-2w (workers: 2, unpinned) and prints its CPU per
 #                    handshake against the pinned one-worker mqtls (equal CPU per handshake means
-#                    two cores give twice the rate); and runs mqtls_ceiling unpinned with one and
-#                    with two threads on the same context, printing the rate ratio (OpenSSL's
-#                    and the shared session store's locks included)
+#                    two cores give twice the rate); and runs mqtls_ceiling unpinned with one
+#                    thread, with two threads as two workers (each its own OpenSSL library
+#                    context, sharing the session store and verified-chain cache) and with two
+#                    threads in one library context (as workers were before), printing the rate
+#                    ratios
 #     BENCH_ARGS     passed to mqtls_bench, e.g. --scenarios connect-tls13,publish-64
 #   MQTLS_BENCH_BUILD=DIR   build directory (default: build)
 set -euo pipefail
@@ -386,12 +388,14 @@ ceiling_cmd=("${server_pin[@]}" "$ceiling" --config "$work/mqtls.yaml"
 if [ -n "$ceiling_scenarios" ]; then
   echo "${ceiling_cmd[*]}   (again before each round)"
   if [ "$want_scaling" = 1 ]; then
-    # Unpinned, one thread, two on the same context, one again (the machine's speed drifts): the
-    # rate ratio is how the TLS work scales across this machine's cores.
-    for threads in 1 2 1; do
+    # Unpinned: one thread, two as workers, two in one library context, one again (the
+    # machine's speed drifts): the rate ratios are how the TLS work scales across this machine's
+    # cores.
+    for threads in 1 2 2-one 1; do
       scaling_cmd=("$ceiling" --config "$work/mqtls.yaml" --cert "$ceiling_cert"
                    --key "$certs/client.key" --ca "$certs/ca-bundle.pem" --duration "$duration"
-                   --scenarios "$ceiling_scenarios" --threads "$threads")
+                   --scenarios "$ceiling_scenarios" --threads "${threads%-one}")
+      [ "$threads" != 2-one ] || scaling_cmd+=(--one-library)
       echo "${scaling_cmd[*]}"
       "${scaling_cmd[@]}" | tee -a "$work/ceiling-threads-$threads.txt" ||
         { status=$?; echo "bench.sh: mqtls_ceiling --threads $threads failed" >&2; }
@@ -536,7 +540,7 @@ if "mqtls-2w" in names:
                   f"{statistics.median(own[key]):.0f} us with workers: 1; with a core per worker "
                   f"that is {2 * statistics.median(ratios):.2f}x the one-worker rate")
 rates = {}
-for threads in (1, 2):
+for threads in ("1", "2", "2-one"):
     path = os.path.join(work, f"ceiling-threads-{threads}.txt")
     if os.path.exists(path):
         for line in open(path, errors="replace"):
@@ -544,10 +548,12 @@ for threads in (1, 2):
             if found:
                 rates.setdefault(found[1], {}).setdefault(threads, []).append(float(found[2]))
 for name, by in rates.items():
-    if by.get(1) and by.get(2):
-        one, two = statistics.mean(by[1]), statistics.mean(by[2])
-        print(f"ceiling {name}: two threads on one context {two:.0f}/s, one thread "
-              f"{one:.0f}/s (mean of the runs before and after): {two / one:.2f}x")
+    if by.get("1") and by.get("2"):
+        one, two = statistics.mean(by["1"]), statistics.mean(by["2"])
+        shared = (f"; in one library context {statistics.mean(by['2-one']):.0f}/s, "
+                  f"{statistics.mean(by['2-one']) / one:.2f}x" if by.get("2-one") else "")
+        print(f"ceiling {name}: two threads as two workers {two:.0f}/s, one thread "
+              f"{one:.0f}/s (mean of the runs before and after): {two / one:.2f}x{shared}")
 PY
 
 for pid in "${pids[@]}"; do

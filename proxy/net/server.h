@@ -25,8 +25,10 @@ namespace mqtls::net {
 class Server final : public ops::AdminActions {
  public:
   // Binds every listener on every worker, serving contexts[i] (built by the startup check,
-  // one per listener, non-null) on listener i. `admin_context` (null without admin.tls) is kept
-  // up to date by the same reloads. Nothing is accepted yet.
+  // one per listener, non-null) on listener i of worker 0, and the same settings built in an
+  // OpenSSL library context of their own on each further worker (tls::ContextStore::create).
+  // `admin_context` (null without admin.tls) is kept up to date by the same reloads. Nothing is
+  // accepted yet.
   static Result<std::unique_ptr<Server>> create(const config::Config& config,
                                                 std::vector<tls::TlsContextPtr> contexts,
                                                 tls::TlsContextPtr admin_context,

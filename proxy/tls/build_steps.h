@@ -18,7 +18,8 @@ namespace mqtls::tls::detail {
 void addError(BuildReport& report, std::string key, std::string message);
 
 // `library` in the steps: the OpenSSL library context `ctx` was made in; what a step reads from
-// files is made in it too, so that the context's handshakes fetch from that one library context.
+// files and keeps is made in it too, so that the context's handshakes fetch from that one
+// library context (what a step only checks at build time may be read in the default one).
 
 // The server chain and key (file or PKCS#11 token): key/cert match, leaf validity, chain order,
 // OpenSSL's security level (server_identity.cc).

@@ -170,6 +170,18 @@ int TlsContext::selectAlpn(SSL*, const unsigned char** out, unsigned char* outle
   return SSL_TLSEXT_ERR_OK;
 }
 
+bool TlsContext::sameTrustAs(const TlsContext& other) const {
+  if (generation_ != other.generation_ || sites_.size() != other.sites_.size()) {
+    return false;
+  }
+  for (std::size_t i = 0; i < sites_.size(); ++i) {
+    if (!sites_[i]->sameTrustAs(*other.sites_[i])) {
+      return false;
+    }
+  }
+  return true;
+}
+
 void TlsContext::retire() const {
   if (verified_chains_) {
     verified_chains_->retire();

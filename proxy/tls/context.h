@@ -86,9 +86,10 @@ class TlsContext {
   //
   // Everything of the context (SSL_CTX, certificates, keys, CRLs) is made in slot.library,
   // which must outlive the context and every SSL and session made from it. Handshakes on
-  // contexts of different library contexts share none of OpenSSL's algorithm and decoder
-  // tables, nor their locks. slot.sibling (built from the same settings) must outlive nothing:
-  // the caches are shared, not borrowed.
+  // contexts of different library contexts do not share OpenSSL's algorithm and decoder tables,
+  // nor their locks, for what the context parses itself (tls/library_contexts.h says what still
+  // runs in the default one). slot.sibling (built from the same settings) need not outlive the
+  // context: its caches are shared, not borrowed.
   static TlsContextPtr build(const config::TlsSettings& settings, BuildReport& report,
                              const SessionResources& sessions = {}, const BuildSlot& slot = {});
 
@@ -108,6 +109,9 @@ class TlsContext {
   // What this context trusts (trustGenerationOf): a session verified under another
   // generation is re-verified (stateful) or refused (tickets) before it resumes.
   const TrustGeneration& trustGeneration() const { return generation_; }
+  // True when this context and `other` trust the same: equal trust generations, their SNI
+  // sites' too, pairwise.
+  bool sameTrustAs(const TlsContext& other) const;
   // The context serving a client that asked for `host_name` (SNI): the site with that exact name,
   // else the site whose wildcard matches its first label, else this one. Case-insensitive; a
   // trailing dot is ignored.

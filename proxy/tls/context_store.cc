@@ -114,26 +114,58 @@ ContextStore::ContextStore(TlsContextPtr initial, const LibraryContexts* librari
   current_.push_back(std::move(initial));
 }
 
+std::vector<TlsContextPtr> ContextStore::buildFurtherSlots(const config::TlsSettings& settings,
+                                                           const TlsContextPtr& first,
+                                                           std::size_t slots,
+                                                           BuildReport& report) const {
+  std::vector<TlsContextPtr> all{first};
+  for (std::size_t slot = 1; slot < slots; ++slot) {
+    if (libraryOf(slot) == nullptr) {
+      all.push_back(first);  // a slot without a library context of its own serves slot 0's
+      continue;
+    }
+    BuildReport own;
+    TlsContextPtr context =
+        build(settings, own, first->sessions(), BuildSlot{libraryOf(slot), first.get()});
+    if (!context) {
+      report.errors.insert(report.errors.end(), own.errors.begin(), own.errors.end());
+      return {};
+    }
+    if (!context->sameTrustAs(*first)) {
+      // The slots share one cache of verified chains, which is only sound under one trust.
+      report.errors.push_back(
+          {"client_ca",
+           "the CA bundle or CRLs changed while the workers' contexts were being built; the "
+           "reload their change triggers builds them again"});
+      return {};
+    }
+    all.push_back(std::move(context));
+  }
+  return all;
+}
+
 Result<std::unique_ptr<ContextStore>> ContextStore::create(TlsContextPtr initial,
                                                            const config::TlsSettings& settings,
                                                            const LibraryContexts& libraries) {
   std::unique_ptr<ContextStore> store(new ContextStore(initial, &libraries));
   BuildReport report;
-  for (std::size_t slot = 1; slot < libraries.size(); ++slot) {
-    TlsContextPtr context =
-        build(settings, report, initial->sessions(), BuildSlot{libraries.at(slot), initial.get()});
-    if (!context) {
-      break;
-    }
-    store->current_.push_back(std::move(context));
+  std::vector<TlsContextPtr> all =
+      store->buildFurtherSlots(settings, initial, libraries.size(), report);
+  if (all.empty() && report.errors.size() == 1 && report.errors[0].key == "client_ca") {
+    // The trust files changed since `initial` was built: build every slot from them once more.
+    report = {};
+    TlsContextPtr first = build(settings, report, initial->sessions());
+    all = first ? store->buildFurtherSlots(settings, first, libraries.size(), report)
+                : std::vector<TlsContextPtr>{};
   }
-  if (!report.errors.empty()) {
+  if (all.empty()) {
     std::string text;
     for (const auto& problem : report.errors) {
       text += (text.empty() ? "" : "\n") + ("tls." + problem.key) + ": " + problem.message;
     }
     return Error{text};
   }
+  store->current_ = std::move(all);
   return store;
 }
 
@@ -170,29 +202,17 @@ std::uint64_t ContextStore::generation() const {
 }
 
 bool ContextStore::rebuild(const config::TlsSettings& settings, BuildReport& report) {
-  std::size_t slots = 0;
-  {
-    std::lock_guard lock(mutex_);
-    slots = current_.size();
-  }
+  const std::size_t slots = libraries_ != nullptr ? libraries_->size() : 1;
   // The listener's sessions (store or ticket keys) carry over to every context of it. The first
   // slot's build reports every problem; the others read the same files, so they fail only if a
   // file changed in between (then their problems are reported too).
-  std::vector<TlsContextPtr> next;
   TlsContextPtr first = build(settings, report, current()->sessions(), BuildSlot{libraryOf(0)});
   if (!first) {
     return false;
   }
-  next.push_back(first);
-  for (std::size_t slot = 1; slot < slots; ++slot) {
-    BuildReport own;
-    TlsContextPtr context =
-        build(settings, own, first->sessions(), BuildSlot{libraryOf(slot), first.get()});
-    if (!context) {
-      report.errors.insert(report.errors.end(), own.errors.begin(), own.errors.end());
-      return false;
-    }
-    next.push_back(std::move(context));
+  std::vector<TlsContextPtr> next = buildFurtherSlots(settings, first, slots, report);
+  if (next.empty()) {
+    return false;
   }
   replace(std::move(next));
   return true;

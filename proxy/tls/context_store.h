@@ -39,7 +39,8 @@ bool keyAndCertificateDisagree(const config::TlsSettings& settings);
 class ContextStore {
  public:
   // Builds a listener's context from settings: the one call to TlsContext::build used at start
-  // (startup_check) and on reload (rebuild). Problems go to `report`; null when it has errors.
+  // (startup_check, then create() for the further worker slots) and on reload (rebuild).
+  // Problems go to `report`; null when it has errors.
   // rebuild() passes the current context's session resources, so sessions survive a reload.
   // `slot`: see TlsContext::build.
   static TlsContextPtr build(const config::TlsSettings& settings, BuildReport& report,
@@ -51,8 +52,10 @@ class ContextStore {
   // A store with a slot per library context of `libraries` (which must outlive the store):
   // `initial` (built from `settings` in OpenSSL's default library context) serves slot 0, and
   // each further slot gets a context built from `settings` in its own library context, sharing
-  // initial's sessions and verified-chain caches. Fails with every problem ("tls.<key>: message"
-  // lines) when one cannot be built.
+  // initial's sessions and verified-chain caches (a slot without a library context of its own
+  // serves `initial`). If the trust files changed since `initial` was built, every slot is
+  // built again from them. Fails with every problem ("tls.<key>: message" lines) when one
+  // cannot be built.
   static Result<std::unique_ptr<ContextStore>> create(TlsContextPtr initial,
                                                       const config::TlsSettings& settings,
                                                       const LibraryContexts& libraries);
@@ -69,14 +72,21 @@ class ContextStore {
   std::uint64_t generation() const;
   // Builds a complete new context for every slot from `settings` and publishes them together.
   // On any error the current snapshot stays in force, nothing is published, and the problems
-  // (each naming the setting and file) are in `report`. Returns whether the new contexts were
-  // published.
+  // (each naming the setting and file) are in `report`; so too when the slots' contexts do not
+  // all trust the same (a CA or CRL file replaced while they were built). Returns whether the
+  // new contexts were published.
   bool rebuild(const config::TlsSettings& settings, BuildReport& report);
 
  private:
   ContextStore(TlsContextPtr initial, const LibraryContexts* libraries);
   // The library context of `slot` (null: OpenSSL's default one).
   OSSL_LIB_CTX* libraryOf(std::size_t slot) const;
+  // `first` (slot 0's context) followed by a context for each further slot of `slots`, each
+  // sharing first's sessions and caches and checked to trust what `first` trusts; empty, with
+  // the problems in `report`, if one cannot be built or trusts otherwise.
+  std::vector<TlsContextPtr> buildFurtherSlots(const config::TlsSettings& settings,
+                                               const TlsContextPtr& first, std::size_t slots,
+                                               BuildReport& report) const;
 
   const LibraryContexts* libraries_ = nullptr;  // null: one slot, the default library context
   mutable std::mutex mutex_;

@@ -20,9 +20,12 @@ LibCtxPtr makeConfigured(std::string& why) {
     why = "cannot create an OpenSSL library context (" + takeOpenSslError() + ")";
     return nullptr;
   }
-  std::unique_ptr<char, OpenSslDeleter<freeOpenSslString>> file(CONF_get1_default_config_file());
-  if (file && OSSL_LIB_CTX_load_config(library.get(), file.get()) != 1) {
-    why = std::string("cannot load OpenSSL's configuration '") + file.get() +
+  // As OpenSSL configures its default library context: the default section, no error for a
+  // missing file (a library context without configuration, like the default one then).
+  constexpr unsigned long kFlags = CONF_MFLAGS_DEFAULT_SECTION | CONF_MFLAGS_IGNORE_MISSING_FILE;
+  if (CONF_modules_load_file_ex(library.get(), nullptr, nullptr, kFlags) <= 0) {
+    std::unique_ptr<char, OpenSslDeleter<freeOpenSslString>> file(CONF_get1_default_config_file());
+    why = std::string("cannot load OpenSSL's configuration '") + (file ? file.get() : "?") +
           "' into a new library context (" + takeOpenSslError() + ")";
     return nullptr;
   }

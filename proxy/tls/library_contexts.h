@@ -3,8 +3,17 @@
 // tables under read-write locks; workers sharing one library context bounce those locks'
 // cache lines between cores on every handshake. Each worker's TLS contexts are therefore built
 // in a library context of its own: worker 0 uses OpenSSL's default one (as a single-worker
-// process always has), every further worker a new one loaded with the same OpenSSL
+// process always has), every further worker a new one configured from the same OpenSSL
 // configuration file.
+//
+// What still runs in the default library context on every worker (OpenSSL 3.0 gives no way
+// around it, or it is rare): the client certificate of a resumed TLS ticket (d2i_SSL_SESSION
+// takes no library context before 3.2; stateful sessions are kept parsed), OCSP requests and
+// responses, the digests and ciphers mqtls names itself (EVP_sha256(), EVP_aes_256_cbc()), and a
+// PKCS#11 key's engine.
+//
+// Made once, at start, before any worker runs: loading an ssl_conf section re-initialises a
+// process-wide table, which is safe only while no other thread builds an SSL_CTX.
 #pragma once
 
 #include <openssl/crypto.h>
@@ -23,9 +32,10 @@ using LibCtxPtr = std::unique_ptr<OSSL_LIB_CTX, OpenSslDeleter<OSSL_LIB_CTX_free
 class LibraryContexts {
  public:
   // `slots` library contexts: slot 0 is OpenSSL's default one (null); each further slot gets a
-  // new one with OpenSSL's configuration file (OPENSSL_CONF or the built-in path) loaded, so its
-  // providers and settings are those of the default one. A slot whose context cannot be made
-  // or configured falls back to the default one, and warnings() says why.
+  // new one configured as OpenSSL configures its default one: the configuration file
+  // (OPENSSL_CONF or the built-in path) loaded if it exists, its default section, so providers
+  // and settings match. A slot whose context cannot be made or configured falls back to the
+  // default one (slot 0's TLS contexts then serve it), and warnings() says why.
   explicit LibraryContexts(std::size_t slots);
 
   // How many slots (at least 1).

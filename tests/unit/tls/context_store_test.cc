@@ -8,6 +8,7 @@
 #include <openssl/x509.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "tls/context_store.h"
 #include "tls/library_contexts.h"
@@ -89,6 +90,26 @@ TEST(ContextStore, ReplaceIgnoresNull) {
   EXPECT_EQ(store.current(), before);
 }
 
+// The provider instance behind a key: each library context loads providers of its own, so keys
+// read into different library contexts have different ones.
+const OSSL_PROVIDER* providerOf(EVP_PKEY* key) {
+  return key == nullptr ? nullptr : EVP_PKEY_get0_provider(key);
+}
+
+// The providers of the served certificate's key, the private key, and the first client CA's
+// key of a context: where the context's material was read into.
+std::vector<const OSSL_PROVIDER*> materialProviders(const TlsContextPtr& context) {
+  SSL_CTX* ctx = context->raw();
+  X509* ca = nullptr;
+  STACK_OF(X509_OBJECT)* objects = X509_STORE_get0_objects(SSL_CTX_get_cert_store(ctx));
+  for (int i = 0; i < sk_X509_OBJECT_num(objects) && ca == nullptr; ++i) {
+    ca = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objects, i));
+  }
+  return {providerOf(X509_get0_pubkey(SSL_CTX_get0_certificate(ctx))),
+          providerOf(SSL_CTX_get0_privatekey(ctx)),
+          providerOf(ca != nullptr ? X509_get0_pubkey(ca) : nullptr)};
+}
+
 // A store with a slot per worker: each slot its own context, built in its own library context;
 // a rebuild replaces every slot at once with one generation, a failed one none.
 TEST(ContextStore, EveryWorkerSlotHasItsOwnContextAndRebuildsTogether) {
@@ -109,7 +130,19 @@ TEST(ContextStore, EveryWorkerSlotHasItsOwnContextAndRebuildsTogether) {
   for (std::size_t slot = 0; slot < 3; ++slot) {
     EXPECT_EQ(store.current(slot)->library(), libraries.at(slot));
     EXPECT_EQ(servedKeyType(store.current(slot)), EVP_PKEY_EC);
+    // Certificate, key and CAs were read into the slot's library context: their providers
+    // are its own, differing from every other slot's.
+    for (const OSSL_PROVIDER* provider : materialProviders(store.current(slot))) {
+      ASSERT_NE(provider, nullptr);
+      for (std::size_t other = 0; other < 3; ++other) {
+        if (other != slot) {
+          EXPECT_NE(provider, materialProviders(store.current(other))[0]) << slot << other;
+        }
+      }
+      EXPECT_EQ(provider, materialProviders(store.current(slot))[0]);
+    }
   }
+  EXPECT_TRUE(store.current(1)->sameTrustAs(*store.current(0)));
   EXPECT_EQ(store.current(9), store.current(2));
 
   std::vector<TlsContextPtr> held = {store.current(0), store.current(1), store.current(2)};
@@ -130,6 +163,45 @@ TEST(ContextStore, EveryWorkerSlotHasItsOwnContextAndRebuildsTogether) {
     EXPECT_EQ(servedKeyType(store.current(slot)), EVP_PKEY_RSA);
   }
   EXPECT_EQ(store.generation(), 1u);
+}
+
+// The trust files changed between the startup check's context and the further slots: every
+// slot is built again, so all serve (and share a cache of verified chains under) one trust.
+TEST(ContextStore, CreateBuildsEverySlotAgainWhenTheTrustChangedSinceTheFirst) {
+  LibraryContexts libraries(2);
+  auto without_crl = settingsFor("server-ec");
+  without_crl.crl_files.clear();
+  BuildReport report;
+  TlsContextPtr initial = ContextStore::build(without_crl, report);
+  ASSERT_NE(initial, nullptr);
+  auto made = ContextStore::create(initial, settingsFor("server-ec"), libraries);
+  ASSERT_TRUE(made.ok()) << made.error().message;
+  EXPECT_NE((*made)->current(0), initial);
+  EXPECT_FALSE((*made)->current(0)->sameTrustAs(*initial));
+  EXPECT_TRUE((*made)->current(1)->sameTrustAs(*(*made)->current(0)));
+}
+
+// Without OpenSSL's configuration file, further slots still get library contexts of their own
+// (unconfigured, as the default one is then).
+TEST(LibraryContexts, AMissingOpenSslConfigurationFileIsNoError) {
+  const char* before = std::getenv("OPENSSL_CONF");
+  const std::string saved = before != nullptr ? before : "";
+  ::setenv("OPENSSL_CONF", "/nonexistent/openssl.cnf", 1);
+  LibraryContexts libraries(2);
+  if (before != nullptr) {
+    ::setenv("OPENSSL_CONF", saved.c_str(), 1);
+  } else {
+    ::unsetenv("OPENSSL_CONF");
+  }
+  EXPECT_TRUE(libraries.warnings().empty()) << libraries.warnings().front();
+  ASSERT_NE(libraries.at(1), nullptr);
+  BuildReport report;
+  TlsContextPtr initial = ContextStore::build(settingsFor("server-ec"), report);
+  ASSERT_NE(initial, nullptr);
+  auto made = ContextStore::create(initial, settingsFor("server-ec"), libraries);
+  ASSERT_TRUE(made.ok()) << made.error().message;
+  EXPECT_EQ((*made)->current(1)->library(), libraries.at(1));
+  EXPECT_EQ(servedKeyType((*made)->current(1)), EVP_PKEY_EC);
 }
 
 TEST(ContextStore, CreateFailsWithTheProblemsOfAFurtherSlot) {
