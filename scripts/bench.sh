@@ -17,6 +17,7 @@
 #                    mqtls's default)
 #   mosquitto-plain  the plaintext Mosquitto direct, a baseline for message throughput
 #   mqtls-2w         with --scaling: mqtls with workers: 2, not pinned (see --scaling)
+#   mqtls-before-2w  with --scaling and --baseline: the baseline binary with workers: 2
 # mqtls_bench (tests/bench) measures one target at a time and prints rates, latencies and server
 # CPU per operation with ratios. Servers (and the broker) run on CPU 0, the load generator on
 # CPU 1. Exits non-zero if any target fails to work.
@@ -219,7 +220,7 @@ start_mqtls() {
   if [ "$name" = mqtls ] && [ "$mqtls_workers" != 1 ]; then
     workers=$mqtls_workers
     pin=()
-  elif [ "$name" = mqtls-2w ]; then
+  elif [ "$name" = mqtls-2w ] || [ "$name" = mqtls-before-2w ]; then
     workers=2
     pin=()
   fi
@@ -285,6 +286,10 @@ fi
 if [ "$want_scaling" = 1 ]; then
   start_mqtls mqtls-2w "$mqtls"
   extra_targets+=("mqtls-2w=tls:$started_port:$started_pid,$broker_pid")
+  if [ -n "$baseline" ]; then
+    start_mqtls mqtls-before-2w "$baseline"
+    extra_targets+=("mqtls-before-2w=tls:$started_port:$started_pid,$broker_pid")
+  fi
 fi
 
 mosq_tls_port=$(free_port)
@@ -539,6 +544,12 @@ if "mqtls-2w" in names:
             print(f"workers: 2, {key[0]}: {two:.0f} us of CPU per handshake against "
                   f"{statistics.median(own[key]):.0f} us with workers: 1; with a core per worker "
                   f"that is {2 * statistics.median(ratios):.2f}x the one-worker rate")
+        before = [r[key]["mqtls-2w"] / r[key]["mqtls-before-2w"] for r in rounds
+                  if r.get(key, {}).get("mqtls-before-2w", 0) > 0 and "mqtls-2w" in r[key]]
+        if before:
+            print(f"workers: 2, {key[0]}: CPU per handshake against the baseline with "
+                  f"workers: 2: {statistics.median(before):.2f}x "
+                  f"(rounds: {', '.join(f'{v:.2f}' for v in before)})")
 rates = {}
 for threads in ("1", "2", "2-one"):
     path = os.path.join(work, f"ceiling-threads-{threads}.txt")
