@@ -27,6 +27,15 @@ std::vector<config::ServerCertificate> certificatesOf(const config::TlsSettings&
   return all;
 }
 
+// True when a server key of `settings` or of one of its sites is on a PKCS#11 token.
+bool keyOnToken(const config::TlsSettings& settings) {
+  const auto certificates = certificatesOf(settings);
+  return std::any_of(certificates.begin(), certificates.end(),
+                     [](const auto& c) { return isPkcs11Uri(c.key_file); }) ||
+         std::any_of(settings.sites.begin(), settings.sites.end(),
+                     [](const auto& site) { return keyOnToken(site.tls); });
+}
+
 }  // namespace
 
 std::vector<std::string> contextFiles(const config::TlsSettings& settings) {
@@ -119,6 +128,12 @@ std::vector<TlsContextPtr> ContextStore::buildFurtherSlots(const config::TlsSett
                                                            std::size_t slots,
                                                            BuildReport& report) const {
   std::vector<TlsContextPtr> all{first};
+  if (keyOnToken(settings)) {
+    // Each build logs in to the token: one login per build, not one per worker, so every
+    // worker serves slot 0's context.
+    all.resize(std::max<std::size_t>(slots, 1), first);
+    return all;
+  }
   for (std::size_t slot = 1; slot < slots; ++slot) {
     if (libraryOf(slot) == nullptr) {
       all.push_back(first);  // a slot without a library context of its own serves slot 0's

@@ -53,7 +53,8 @@ class ContextStore {
   // `initial` (built from `settings` in OpenSSL's default library context) serves slot 0, and
   // each further slot gets a context built from `settings` in its own library context, sharing
   // initial's sessions and verified-chain caches (a slot without a library context of its own
-  // serves `initial`). If the trust files changed since `initial` was built, every slot is
+  // serves `initial`, and so does every slot when a server key is on a PKCS#11 token: one
+  // token login per build). If the trust files changed since `initial` was built, every slot is
   // built again from them. Fails with every problem ("tls.<key>: message" lines) when one
   // cannot be built.
   static Result<std::unique_ptr<ContextStore>> create(TlsContextPtr initial,

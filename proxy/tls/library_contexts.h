@@ -9,8 +9,9 @@
 // What still runs in the default library context on every worker (OpenSSL 3.0 gives no way
 // around it, or it is rare): the client certificate of a resumed TLS ticket (d2i_SSL_SESSION
 // takes no library context before 3.2; stateful sessions are kept parsed), OCSP requests and
-// responses, the digests and ciphers mqtls names itself (EVP_sha256(), EVP_aes_256_cbc()), and a
-// PKCS#11 key's engine.
+// responses, and the digests and ciphers mqtls names itself (EVP_sha256(), EVP_aes_256_cbc()). A
+// listener whose key is on a PKCS#11 token keeps one context for all workers (ContextStore), so
+// that the token is logged in to once per build.
 //
 // Made once, at start, before any worker runs: loading an ssl_conf section re-initialises a
 // process-wide table, which is safe only while no other thread builds an SSL_CTX.

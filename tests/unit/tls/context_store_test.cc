@@ -204,6 +204,29 @@ TEST(LibraryContexts, AMissingOpenSslConfigurationFileIsNoError) {
   EXPECT_EQ(servedKeyType((*made)->current(1)), EVP_PKEY_EC);
 }
 
+// A key on a PKCS#11 token is logged in to at each build: every worker serves slot 0's context
+// rather than logging in once per worker (the settings are never built here).
+TEST(ContextStore, AKeyOnATokenKeepsOneContextForEveryWorker) {
+  LibraryContexts libraries(3);
+  BuildReport report;
+  TlsContextPtr initial = ContextStore::build(settingsFor("server-ec"), report);
+  ASSERT_NE(initial, nullptr);
+  auto on_token = settingsFor("server-ec");
+  on_token.key_file = "pkcs11:token=mqtls;object=server";
+  auto made = ContextStore::create(initial, on_token, libraries);
+  ASSERT_TRUE(made.ok()) << made.error().message;
+  for (std::size_t slot = 0; slot < 3; ++slot) {
+    EXPECT_EQ((*made)->current(slot), initial);
+  }
+  auto site_on_token = settingsFor("server-ec");
+  site_on_token.sites.push_back({});
+  site_on_token.sites.back().names = {"a.example"};
+  site_on_token.sites.back().tls = on_token;
+  made = ContextStore::create(initial, site_on_token, libraries);
+  ASSERT_TRUE(made.ok()) << made.error().message;
+  EXPECT_EQ((*made)->current(2), initial);
+}
+
 TEST(ContextStore, CreateFailsWithTheProblemsOfAFurtherSlot) {
   LibraryContexts libraries(2);
   BuildReport report;
