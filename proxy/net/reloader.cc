@@ -200,8 +200,7 @@ ListenerReload Reloader::rebuildListener(ListenerState& state, bool force, bool 
   ListenerReload out;
   out.listener = state.name;
   out.files = tls::contextFiles(state.settings);
-  std::string digest = filesDigest(state.settings);
-  if (!force && digest == state.attempted) {
+  if (!force && filesDigest(state.settings) == state.attempted) {
     out.outcome = ListenerReload::Outcome::Unchanged;
     return out;
   }
@@ -209,7 +208,9 @@ ListenerReload Reloader::rebuildListener(ListenerState& state, bool force, bool 
     out.outcome = ListenerReload::Outcome::Waiting;  // not an attempt: retried once settled
     return out;
   }
-  state.attempted = std::move(digest);
+  // Digested after the check: a write that completed the pair while it ran is part of this
+  // attempt, so its own event finds the files unchanged instead of reloading a second time.
+  state.attempted = filesDigest(state.settings);
   tls::BuildReport report;
   const bool built = state.store->rebuild(state.settings, report);
   for (const auto& problem : report.errors) {

@@ -151,6 +151,12 @@ class ReloadTest(IntegrationTest):
                    interval=0.05, what=f"the new certificate served after {what}")
         return time.monotonic() - started
 
+    def wait_counted(self, proxy, rotations: int, what: str) -> None:
+        """Waits for the reload that made the new certificate served to be counted: the reloader
+        publishes the new contexts first and counts the reload once every listener is done."""
+        counted = proxy.wait_metric("mqtls_tls_reloads_total", rotations, result="ok")
+        self.assertEqual(counted, rotations, f"{what} should end in exactly one reload")
+
     def k8s_secret(self, root: Path, generation: int, chain: str, key: str) -> None:
         """Publishes chain/key as Kubernetes' AtomicWriter does: a new timestamped directory,
         then an atomic rename of the ..data symlink onto it, then the old one removed."""
@@ -201,9 +207,11 @@ class ReloadTest(IntegrationTest):
             harness.replace_file(*second)
             self.wait_served(ports[0], chain, f"rotation {i}")
             rotations += 1
+            self.wait_counted(proxy, rotations, f"rotation {i}")
         self.k8s_secret(k8s, 1, *gens[20])
         self.wait_served(ports[1], gens[20][0], "the ..data symlink swap")
         rotations += 1
+        self.wait_counted(proxy, rotations, "the ..data symlink swap")
 
         # A broken key: rejected, reported with the file, counted; the old pair stays served.
         log_start = len(proxy.log())
@@ -220,6 +228,7 @@ class ReloadTest(IntegrationTest):
         harness.replace_file(gens[0][0], files / "server.pem")
         self.wait_served(ports[0], gens[0][0], "the repair")
         rotations += 1
+        self.wait_counted(proxy, rotations, "the repair")
 
         loop.finish()
         self.assertEqual(loop.failures, [], f"{len(loop.failures)} of {loop.done} failed")
