@@ -175,7 +175,7 @@ class Connection final : public StreamObserver {
   std::chrono::steady_clock::time_point dial_started_;
   // The certificate's identity and why it has none, from the handshake until the verdict (the
   // decider reads them); freed then, as nothing later needs them.
-  std::unique_ptr<tls::PeerIdentity> peer_;
+  std::shared_ptr<const tls::PeerIdentity> peer_;
   std::string peer_error_;
   std::optional<mqtt::ProtocolLevel> level_;
   std::unique_ptr<PendingAdmission> pending_;  // a decision that will arrive later

@@ -135,11 +135,15 @@ void Connection::onHandshakeDone() {
         id_);
   }
   if (X509* leaf = client_->peerCertificate()) {
-    auto identity = tls::extractPeerIdentity(leaf);
-    if (identity) {
-      peer_ = std::make_unique<tls::PeerIdentity>(std::move(identity.value()));
-    } else {
-      peer_error_ = identity.error().message;
+    // A renewed session (TLS 1.3 resumption) carries the identity extracted when it was stored.
+    peer_ = tls::keptPeerIdentity(SSL_get_session(client_->ssl()));
+    if (!peer_) {
+      auto identity = tls::extractPeerIdentity(leaf);
+      if (identity) {
+        peer_ = std::make_shared<const tls::PeerIdentity>(std::move(identity.value()));
+      } else {
+        peer_error_ = identity.error().message;
+      }
     }
   }
   transition(State::AwaitingConnect);

@@ -9,6 +9,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <new>
 #include <optional>
 #include <string>
 #include <utility>
@@ -162,6 +163,66 @@ Result<PeerIdentity> extractPeerIdentity(X509* leaf) {
   identity.not_before = unixTime(X509_get0_notBefore(leaf));
   identity.not_after = unixTime(X509_get0_notAfter(leaf));
   return identity;
+}
+
+namespace {
+
+// What the session slot holds: the identity and the certificate it was extracted from (a
+// session copy shares that X509 object, so the pointer says the identity is still its own).
+struct KeptIdentity {
+  std::shared_ptr<const PeerIdentity> identity;
+  const X509* leaf = nullptr;
+};
+
+// OpenSSL copies a session's slots when it renews the session: the copy shares the identity.
+int copyKeptIdentity(CRYPTO_EX_DATA*, const CRYPTO_EX_DATA*, void** from, int, long, void*) {
+  if (*from != nullptr) {
+    *from = new (std::nothrow) KeptIdentity(*static_cast<KeptIdentity*>(*from));
+  }
+  return 1;  // out of memory: the copy keeps nothing and its resumption extracts again
+}
+
+void freeKeptIdentity(void*, void* kept, CRYPTO_EX_DATA*, int, long, void*) {
+  delete static_cast<KeptIdentity*>(kept);
+}
+
+int keptIdentityIndex() {
+  static const int index =
+      SSL_SESSION_get_ex_new_index(0, nullptr, nullptr, copyKeptIdentity, freeKeptIdentity);
+  return index;
+}
+
+}  // namespace
+
+void keepPeerIdentity(SSL_SESSION* session) {
+  X509* leaf = SSL_SESSION_get0_peer(session);
+  if (leaf == nullptr || keptIdentityIndex() < 0 || keptPeerIdentity(session) != nullptr) {
+    return;
+  }
+  auto extracted = extractPeerIdentity(leaf);
+  if (!extracted) {
+    return;
+  }
+  auto kept = std::make_unique<KeptIdentity>(
+      KeptIdentity{std::make_shared<const PeerIdentity>(std::move(extracted.value())), leaf});
+  delete static_cast<KeptIdentity*>(SSL_SESSION_get_ex_data(session, keptIdentityIndex()));
+  if (SSL_SESSION_set_ex_data(session, keptIdentityIndex(), kept.get()) == 1) {
+    kept.release();  // freed with the session by freeKeptIdentity
+  } else {
+    SSL_SESSION_set_ex_data(session, keptIdentityIndex(), nullptr);
+  }
+}
+
+std::shared_ptr<const PeerIdentity> keptPeerIdentity(const SSL_SESSION* session) {
+  if (session == nullptr || keptIdentityIndex() < 0) {
+    return nullptr;
+  }
+  const auto* kept =
+      static_cast<const KeptIdentity*>(SSL_SESSION_get_ex_data(session, keptIdentityIndex()));
+  if (kept == nullptr || kept->leaf != SSL_SESSION_get0_peer(const_cast<SSL_SESSION*>(session))) {
+    return nullptr;
+  }
+  return kept->identity;
 }
 
 }  // namespace mqtls::tls

@@ -3,10 +3,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 
 #include "util/result.h"
@@ -33,5 +35,19 @@ struct PeerIdentity {
 // does not print completely as such clean UTF-8 (such a value could smuggle something past the
 // broker, or be a truncated DN, so the connection is refused rather than the value mangled).
 Result<PeerIdentity> extractPeerIdentity(X509* leaf);
+
+// An identity kept with a stored TLS session, so that resuming it needs no extraction. A TLS 1.3
+// resumption renews its session: OpenSSL copies the stored one, sharing its parsed client
+// certificate and (through this slot's copy function) the identity kept with it.
+
+// Extracts the identity of `session`'s client certificate and keeps it with the session, unless
+// the session already carries it (copied from the session it renews). Call only while no other
+// thread can see `session` (before it enters a store): a kept identity never changes, so readers
+// take no lock. Does nothing if the session has no client certificate or the extraction fails
+// (the connection then extracts, and fails, itself).
+void keepPeerIdentity(SSL_SESSION* session);
+
+// The identity kept with `session` for the client certificate it holds, or null.
+std::shared_ptr<const PeerIdentity> keptPeerIdentity(const SSL_SESSION* session);
 
 }  // namespace mqtls::tls

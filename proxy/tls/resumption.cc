@@ -4,6 +4,8 @@
 #include <array>
 #include <cstdint>
 
+#include "tls/peer_identity.h"
+
 namespace mqtls::tls {
 namespace detail {
 namespace {
@@ -85,6 +87,11 @@ int storeSession(SSL* ssl, SSL_SESSION* session) {
     if (!setAuthenticatedAt(session, authenticated)) {
       return 0;  // without it a renewal would count as a full handshake: not resumable
     }
+  } else {
+    // A renewal (TLS 1.3 resumption): a session resumed once is likely resumed again, so its
+    // client identity travels with it from now on. Sessions never resumed keep none (idle
+    // connections of full handshakes hold no more memory).
+    keepPeerIdentity(session);
   }
   if (capSessionLifetime(session) &&
       capAtAuthentication(session, authenticated, SSL_CTX_get_timeout(SSL_get_SSL_CTX(ssl)))) {

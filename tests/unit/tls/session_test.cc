@@ -19,6 +19,7 @@
 #include "tls/context.h"
 #include "tls/context_store.h"
 #include "tls/library_contexts.h"
+#include "tls/peer_identity.h"
 
 namespace mqtls::tls {
 namespace {
@@ -130,6 +131,40 @@ TEST_P(SessionTest, SessionResumesUntilForgotten) {
   auto third = handshake(**context, client.get(), second->session.get());
   ASSERT_TRUE(third->done);
   EXPECT_FALSE(third->resumed);
+}
+
+// The identity of a resumed TLS 1.3 session is extracted once, when its renewal is stored, and
+// travels with every later renewal; a full handshake's session and a TLS 1.2 session keep none.
+TEST_P(SessionTest, RenewedSessionsCarryTheirClientIdentity) {
+  auto context = TlsContext::create(settings(GetParam()));
+  ASSERT_TRUE(context.ok()) << context.error().message;
+  SslCtxPtr client = clientContext("client");
+  auto full = handshake(**context, client.get());
+  ASSERT_TRUE(full->done);
+  EXPECT_EQ(keptPeerIdentity(SSL_get_session(full->server.get())), nullptr);
+
+  auto resumed = handshake(**context, client.get(), full->session.get());
+  ASSERT_TRUE(resumed->resumed);
+  auto kept = keptPeerIdentity(SSL_get_session(resumed->server.get()));
+  if (GetParam() == config::TlsVersion::Tls12) {
+    EXPECT_EQ(kept, nullptr);  // resumes the stored session itself: nothing renewed, nothing kept
+    return;
+  }
+  ASSERT_NE(kept, nullptr);
+  auto extracted = extractPeerIdentity(SSL_get0_peer_certificate(resumed->server.get()));
+  ASSERT_TRUE(extracted.ok());
+  EXPECT_EQ(kept->common_name, extracted->common_name);
+  EXPECT_EQ(kept->subject_dn, extracted->subject_dn);
+  EXPECT_EQ(kept->san_dns, extracted->san_dns);
+  EXPECT_EQ(kept->fingerprint_sha256, extracted->fingerprint_sha256);
+
+  for (int reconnect = 0; reconnect < 2; ++reconnect) {
+    auto again = handshake(**context, client.get(), resumed->session.get());
+    ASSERT_TRUE(again->resumed);
+    // The very same identity object: the renewal copied it instead of extracting again.
+    EXPECT_EQ(keptPeerIdentity(SSL_get_session(again->server.get())), kept);
+    resumed = std::move(again);
+  }
 }
 
 TEST_P(SessionTest, NoSessionOutlivesTheClientCertificate) {
