@@ -24,6 +24,7 @@ ClientTlsStream::ClientTlsStream(StreamObserver& observer, event_base* base,
     SSL_set_default_read_buffer_len(ssl_.get(), kReadAheadBytes);
     // A write that must be retried may find its bytes moved by later appends to output().
     SSL_set_mode(ssl_.get(), SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    socket_.holdTicketsOf(ssl_.get());  // the TLS 1.3 ticket leaves with the CONNACK
   } else {
     ssl_.reset();
   }
@@ -214,7 +215,9 @@ Stream::IoResult ClientTlsStream::fail(int error) {
 bool ClientTlsStream::writeTrailer() {
   SSL* session = ssl_.get();
   if (session != nullptr && !failed_ && handshake_done_ && !close_notify_queued_) {
+    socket_.deferFlushes(true);  // the alert leaves below, with the FIN
     const int rc = SSL_shutdown(session);
+    socket_.deferFlushes(false);
     const bool retry = rc < 0 && SSL_get_error(session, rc) == SSL_ERROR_WANT_WRITE;
     ERR_clear_error();
     if (retry) {
@@ -225,7 +228,7 @@ bool ClientTlsStream::writeTrailer() {
   if (socket_.held() == 0) {
     return true;
   }
-  switch (socket_.flush()) {
+  switch (socket_.flush(/*last=*/true)) {  // the write shutdown follows: its FIN joins them
     case GatheringSocket::Flush::Done:
       return true;
     case GatheringSocket::Flush::Blocked:
@@ -248,7 +251,7 @@ void ClientTlsStream::sendFailed() {
 
 // The records gathered by the SSL_write calls of one flush leave in one send.
 Stream::IoResult ClientTlsStream::flushTransport() {
-  if (socket_.held() == 0) {
+  if (socket_.held() == 0 || socket_.onlyTicketsHeld()) {  // tickets wait for the next records
     return {Io::Progress};
   }
   switch (socket_.flush()) {

@@ -37,9 +37,11 @@ BIO* GatheringSocket::newBio() {
   return bio;
 }
 
-GatheringSocket::Flush GatheringSocket::flush() {
+GatheringSocket::Flush GatheringSocket::flush(bool last) {
+  ticket_bytes_ = 0;  // whatever is held leaves now, tickets included
+  const int flags = MSG_NOSIGNAL | (last ? MSG_MORE : 0);
   while (sent_ < held_.size()) {
-    const ssize_t n = ::send(fd_, held_.data() + sent_, held_.size() - sent_, MSG_NOSIGNAL);
+    const ssize_t n = ::send(fd_, held_.data() + sent_, held_.size() - sent_, flags);
     if (n > 0) {
       sent_ += static_cast<std::size_t>(n);
       continue;
@@ -128,6 +130,14 @@ long GatheringSocket::bioCtrl(BIO* bio, int command, long, void* pointer) {
   switch (command) {
     case BIO_CTRL_FLUSH:
       BIO_clear_retry_flags(bio);
+      if (self->defer_flushes_) {
+        return 1;  // the caller flushes once OpenSSL is done
+      }
+      if (self->ticket_session_ != nullptr &&
+          SSL_get_state(self->ticket_session_) == TLS_ST_SW_SESSION_TICKET) {
+        self->ticket_bytes_ = self->held();  // a TLS 1.3 ticket: it leaves with the next flush
+        return 1;
+      }
       switch (self->flush()) {
         case Flush::Done:
           return 1;

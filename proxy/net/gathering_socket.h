@@ -10,10 +10,11 @@
 //
 // It never blocks and never throws: a full socket is a retryable write (OpenSSL then reports
 // SSL_ERROR_WANT_WRITE and repeats the same record later), any other socket error a failed one
-// with errno set.
+// with errno set. TLS 1.3 session tickets can be held back for the next flush (holdTicketsOf).
 #pragma once
 
 #include <openssl/bio.h>
+#include <openssl/ssl.h>
 
 #include <cstddef>
 #include <vector>
@@ -38,10 +39,22 @@ class GatheringSocket {
 
   enum class Flush { Done, Blocked, Failed };
   // Sends everything held. Blocked: the socket is full (the rest stays held); Failed: errno says
-  // why (what was held is dropped: it can never be sent).
-  Flush flush();
+  // why (what was held is dropped: it can never be sent). `last`: the caller shuts the write side
+  // down right after a Done, so the kernel may keep the bytes back for that FIN to leave in the
+  // same segment (MSG_MORE; the shutdown pushes them).
+  Flush flush(bool last = false);
   // Bytes held, not yet sent.
   std::size_t held() const { return held_.size() - sent_; }
+
+  // Holds `session`'s TLS 1.3 session tickets back. OpenSSL flushes each NewSessionTicket on its
+  // own once the handshake is done; held, a ticket waits for the next flush() (in practice the
+  // CONNACK's records, or the close), saving a send per connection, and on loopback the
+  // receiver's work the kernel does inside that send. `session` must outlive this object's BIO.
+  void holdTicketsOf(const SSL* session) { ticket_session_ = session; }
+  // While on, OpenSSL's own flushes (BIO_flush) keep what is held; the caller flushes after.
+  void deferFlushes(bool on) { defer_flushes_ = on; }
+  // True when all that is held is tickets held back: nothing that has to leave yet.
+  bool onlyTicketsHeld() const { return held() > 0 && held() <= ticket_bytes_; }
   // Bytes allocated for them: at most about kGatherBytes plus two records, however long the
   // socket stays full (the sent part is dropped before more is taken).
   std::size_t footprint() const { return held_.capacity(); }
@@ -55,6 +68,9 @@ class GatheringSocket {
   bool eof_ = false;
   std::vector<unsigned char> held_;
   std::size_t sent_ = 0;  // bytes at the front of held_ already sent
+  const SSL* ticket_session_ = nullptr;
+  std::size_t ticket_bytes_ = 0;  // held() when OpenSSL's ticket flush was held back
+  bool defer_flushes_ = false;
 };
 
 }  // namespace mqtls::net

@@ -206,6 +206,47 @@ TEST_F(ClientTlsStreamTest, FinishFlushesThenSendsCloseNotify) {
   EXPECT_EQ(stream_->closeKind(), CloseKind::Clean) << stream_->closeDetail();
 }
 
+// Bytes waiting on the client's end of the socket, without reading them.
+std::size_t pendingAt(int fd) {
+  char probe[4096];
+  const ssize_t n = ::recv(fd, probe, sizeof probe, MSG_PEEK | MSG_DONTWAIT);
+  return n > 0 ? static_cast<std::size_t>(n) : 0;
+}
+
+// A TLS 1.3 session ticket is not sent on its own once the handshake is done: it waits for the
+// stream's first reply and leaves with it, and the client can resume with it.
+TEST_F(ClientTlsStreamTest, TheTls13TicketLeavesWithTheFirstReply) {
+  open();
+  runFor(std::chrono::milliseconds(50));
+  EXPECT_EQ(pendingAt(client_fd_), 0u) << "the ticket was sent on its own";
+  const std::string reply = "connack";
+  evbuffer_add(stream_->output(), reply.data(), reply.size());  // flushed on this loop turn
+  ASSERT_TRUE(runUntil([&] { return pendingAt(client_fd_) > 0; }));
+  std::string got(64, '\0');
+  int rc = 0;
+  ASSERT_TRUE(runUntil([&] {
+    rc = SSL_read(client_.get(), got.data(), static_cast<int>(got.size()));
+    return rc > 0;
+  }));
+  EXPECT_EQ(got.substr(0, static_cast<std::size_t>(rc)), reply);
+  EXPECT_EQ(SSL_SESSION_is_resumable(SSL_get0_session(client_.get())), 1);
+}
+
+// A stream that closes without replying still hands the held ticket over before close_notify.
+TEST_F(ClientTlsStreamTest, AHeldTicketLeavesWithTheClose) {
+  open();
+  stream_->finish();
+  ASSERT_TRUE(runUntil([&] { return recorder_.saw(StreamEvent::Finished); }));
+  char byte = 0;
+  int rc = 0;
+  ASSERT_TRUE(runUntil([&] {
+    rc = SSL_read(client_.get(), &byte, 1);
+    return rc <= 0 && SSL_get_error(client_.get(), rc) != SSL_ERROR_WANT_READ;
+  }));
+  EXPECT_EQ(SSL_get_error(client_.get(), rc), SSL_ERROR_ZERO_RETURN);
+  EXPECT_EQ(SSL_SESSION_is_resumable(SSL_get0_session(client_.get())), 1);
+}
+
 TEST_F(ClientTlsStreamTest, OutputLargerThanTheSocketArrivesWholeAndInOrderThenCloseNotify) {
   open();
   // Far more than the socket takes at once: records are gathered, the socket fills, the held
@@ -268,8 +309,11 @@ TEST_F(ClientTlsStreamTest, AKeyUpdateTheClientRequestsIsAnsweredThroughTheGathe
 
 TEST_F(ClientTlsStreamTest, AResetAfterTheClientsLastBytesIsACleanClose) {
   open();
-  // The client writes and closes without reading what the server sent after the handshake (its
-  // session tickets): the kernel turns its close into a reset.
+  // The client writes and closes without reading what the server sent after the handshake (a
+  // reply, and the session ticket that left with it): the kernel turns its close into a reset.
+  const std::string reply = "CONNACK";
+  evbuffer_add(stream_->output(), reply.data(), reply.size());
+  ASSERT_TRUE(runUntil([&] { return pendingAt(client_fd_) > 0; }));
   const std::string last = "CONNECT+PUBLISH+DISCONNECT";
   ASSERT_EQ(SSL_write(client_.get(), last.data(), static_cast<int>(last.size())),
             static_cast<int>(last.size()));

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Paired before/after: two mqtls binaries measured at the same moment on the same core, so that
+# the machine's speed, which can change by half between minutes on a shared VM, moves both alike.
+# Both run with workers: 1 on CPU 0 (with the plaintext Mosquitto they share), each loaded by its
+# own mqtls_bench on CPU 1 at the same time; a round runs every scenario once, and the two swap
+# ports and start order from round to round. Prints each round's server CPU per operation (from
+# /proc/PID/stat, as mqtls_bench reports it) and, per scenario, the median of AFTER/BEFORE:
+# below 1, AFTER costs less. Rates mean little here (the two proxies share a core); CPU per
+# operation is the figure. Use it for a change too small for bench.sh's rounds to see.
+#
+#   scripts/ab.sh [--rounds N] [--duration SEC] [--warmup SEC] [--scenarios a,b,...] BEFORE AFTER
+#     BEFORE, AFTER   two mqtls binaries (e.g. builds of two commits)
+#     --rounds N      rounds (default 6)
+#     --scenarios     mqtls_bench scenarios (default connect-tls13,resume-tls13); the handshake
+#                     and publish scenarios, not idle
+#   MQTLS_BENCH_BUILD=DIR   build directory of mqtls_bench and the test PKI (default: build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+build=$(realpath -m -- "${MQTLS_BENCH_BUILD:-build}")
+rounds=6
+duration=4
+warmup=1
+scenarios=connect-tls13,resume-tls13
+binaries=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) rounds=$2; shift ;;
+    --duration) duration=$2; shift ;;
+    --warmup) warmup=$2; shift ;;
+    --scenarios) scenarios=$2; shift ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+    -*) echo "ab.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    *) binaries+=("$(realpath -- "$1")") ;;
+  esac
+  shift
+done
+[ ${#binaries[@]} -eq 2 ] || { echo "ab.sh: give two mqtls binaries, BEFORE and AFTER (see --help)" >&2; exit 2; }
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "ab.sh: --rounds needs a positive number" >&2; exit 2; }
+[ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null ||
+  { echo "ab.sh: needs two CPUs and taskset (servers on CPU 0, generators on CPU 1)" >&2; exit 2; }
+
+work=$(mktemp -d /tmp/mqtls-ab.XXXXXX)
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+taken=" "
+free_port() {
+  local port=$((20000 + RANDOM % 20000))
+  while ! port_free "$port" || [[ "$taken" == *" $port "* ]]; do
+    port=$((port < 39999 ? port + 1 : 20000))
+  done
+  taken+="$port "
+  echo "$port"
+}
+wait_listening() {  # NAME PID PORT LOG
+  for _ in $(seq 100); do
+    kill -0 "$2" 2>/dev/null || { echo "ab.sh: $1 exited at start:" >&2; tail -n 20 "$4" >&2; exit 1; }
+    port_free "$3" || return 0
+    sleep 0.05
+  done
+  echo "ab.sh: $1 does not listen on port $3" >&2
+  exit 1
+}
+
+cmake -S "$root" -B "$build" -DMQTLS_TESTS=ON >"$work/cmake.log" 2>&1 || { tail -n 30 "$work/cmake.log" >&2; exit 1; }
+cmake --build "$build" --target mqtls_bench >"$work/build.log" 2>&1 || { tail -n 30 "$work/build.log" >&2; exit 1; }
+bash certs/gen.sh "$build/certs" >/dev/null
+certs="$build/certs"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+broker_port=$(free_port)
+printf 'listener %s 127.0.0.1\nallow_anonymous true\nlog_dest stderr\nlog_type error\nset_tcp_nodelay true\n' \
+  "$broker_port" >"$work/broker.conf"
+taskset -c 0 mosquitto -c "$work/broker.conf" 2>"$work/broker.log" &
+pids+=($!)
+wait_listening mosquitto "$!" "$broker_port" "$work/broker.log"
+
+ports=("$(free_port)" "$(free_port)")
+# start_proxy INDEX PORT: binary INDEX (0 BEFORE, 1 AFTER) on PORT, pinned to CPU 0; sets proxy_pid.
+start_proxy() {
+  cat >"$work/proxy$1.yaml" <<YAML
+workers: 1
+log:
+  level: warn
+listeners:
+  - name: ab
+    bind: 127.0.0.1
+    port: $2
+    tls:
+      cert: $certs/server-ec.pem
+      key: $certs/server-ec.key
+      client_ca: $certs/ca-bundle.pem
+      client_auth: required
+upstream:
+  host: 127.0.0.1
+  port: $broker_port
+limits:
+  drain_timeout: 1s
+YAML
+  taskset -c 0 "${binaries[$1]}" --config "$work/proxy$1.yaml" 2>"$work/proxy$1.log" &
+  proxy_pid=$!
+  pids+=("$proxy_pid")
+  wait_listening "${binaries[$1]}" "$proxy_pid" "$2" "$work/proxy$1.log"
+}
+
+cpu_of() { grep -o 'CPU [0-9.]* us/op' "$1" | head -n 1 | awk '{ print $2 }'; }
+
+echo "before: ${binaries[0]} ($("${binaries[0]}" --version 2>/dev/null | head -n 1))"
+echo "after:  ${binaries[1]} ($("${binaries[1]}" --version 2>/dev/null | head -n 1))"
+echo "$rounds rounds of ${duration} s per scenario, both at once on CPU 0; $(date -u '+%Y-%m-%d %H:%M UTC'), git $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+declare -A ratios
+IFS=, read -r -a scenario_list <<<"$scenarios"
+for round in $(seq "$rounds"); do
+  swap=$((round % 2))  # odd rounds: AFTER gets the first port and its generator starts first
+  proxy_pids=()
+  for index in 0 1; do
+    start_proxy "$index" "${ports[$(((index + swap) % 2))]}"
+    proxy_pids+=("$proxy_pid")
+  done
+  for scenario in "${scenario_list[@]}"; do
+    gen_pids=()
+    for step in 0 1; do
+      index=$(((step + swap) % 2))
+      taskset -c 1 "$build/tests/bench/mqtls_bench" \
+        --target "p$index=tls:${ports[$(((index + swap) % 2))]}:${proxy_pids[$index]}" \
+        --cert "$certs/client.pem" --key "$certs/client.key" --scenarios "$scenario" \
+        --duration "$duration" --warmup "$warmup" >"$work/gen$index.log" 2>&1 &
+      gen_pids+=($!)
+    done
+    wait "${gen_pids[@]}" || { echo "ab.sh: a generator failed:" >&2; tail -n 20 "$work"/gen*.log >&2; exit 1; }
+    before=$(cpu_of "$work/gen0.log")
+    after=$(cpu_of "$work/gen1.log")
+    ratio=$(awk -v a="$after" -v b="$before" 'BEGIN { printf "%.3f", a / b }')
+    ratios[$scenario]+="$ratio "
+    printf 'round %d  %-16s before %8s us/op  after %8s us/op  after/before %s\n' \
+      "$round" "$scenario" "$before" "$after" "$ratio"
+  done
+  for pid in "${proxy_pids[@]}"; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
+done
+echo
+for scenario in "${scenario_list[@]}"; do
+  # shellcheck disable=SC2086
+  printf '%-16s after/before median %s (rounds: %s)\n' "$scenario" \
+    "$(printf '%s\n' ${ratios[$scenario]} | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')" \
+    "$(echo ${ratios[$scenario]})"
+done
