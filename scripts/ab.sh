@@ -37,8 +37,10 @@ while [ $# -gt 0 ]; do
 done
 [ ${#binaries[@]} -eq 2 ] || { echo "ab.sh: give two mqtls binaries, BEFORE and AFTER (see --help)" >&2; exit 2; }
 [[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "ab.sh: --rounds needs a positive number" >&2; exit 2; }
-[ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null ||
-  { echo "ab.sh: needs two CPUs and taskset (servers on CPU 0, generators on CPU 1)" >&2; exit 2; }
+if [ "$(nproc)" -lt 2 ] || ! command -v taskset >/dev/null; then
+  echo "ab.sh: needs two CPUs and taskset (servers on CPU 0, generators on CPU 1)" >&2
+  exit 2
+fi
 
 work=$(mktemp -d /tmp/mqtls-ab.XXXXXX)
 pids=()
@@ -151,5 +153,5 @@ for scenario in "${scenario_list[@]}"; do
   # shellcheck disable=SC2086
   printf '%-16s after/before median %s (rounds: %s)\n' "$scenario" \
     "$(printf '%s\n' ${ratios[$scenario]} | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')" \
-    "$(echo ${ratios[$scenario]})"
+    "${ratios[$scenario]% }"
 done
