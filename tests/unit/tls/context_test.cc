@@ -69,15 +69,17 @@ TEST(TlsContext, AllProblemsReportedTogether) {
   EXPECT_NE(message.find("tls.ciphers"), std::string::npos);
 }
 
-// Runs a client and server handshake over memory BIOs until both finish or one fails.
-bool handshake(const TlsContext& server_ctx, const std::string& client_cert,
-               const std::string& client_key, long* verify_result) {
-  SslCtxPtr client_ctx(SSL_CTX_new(TLS_client_method()));
-  if (!client_cert.empty()) {
-    SSL_CTX_use_certificate_chain_file(client_ctx.get(), certPath(client_cert).c_str());
-    SSL_CTX_use_PrivateKey_file(client_ctx.get(), certPath(client_key).c_str(), SSL_FILETYPE_PEM);
-  }
-  SslPtr client(SSL_new(client_ctx.get()));
+// What one handshake ended with, as the server saw it.
+struct Outcome {
+  bool done = false;
+  long verify = X509_V_OK;
+  std::string cipher;
+};
+
+// Runs a client (of `client_ctx`) and server handshake over memory BIOs until both finish or one
+// fails.
+Outcome runHandshake(const TlsContext& server_ctx, SSL_CTX* client_ctx) {
+  SslPtr client(SSL_new(client_ctx));
   SslPtr server = server_ctx.newSsl();
   BIO* client_bio = nullptr;
   BIO* server_bio = nullptr;
@@ -87,8 +89,8 @@ bool handshake(const TlsContext& server_ctx, const std::string& client_cert,
   SSL_set_connect_state(client.get());
   SSL_set_accept_state(server.get());
   bool client_done = false;
-  bool server_done = false;
-  for (int round = 0; round < 20 && !(client_done && server_done); ++round) {
+  Outcome outcome;
+  for (int round = 0; round < 20 && !(client_done && outcome.done); ++round) {
     if (!client_done) {
       int rc = SSL_do_handshake(client.get());
       if (rc == 1) {
@@ -97,10 +99,10 @@ bool handshake(const TlsContext& server_ctx, const std::string& client_cert,
         break;
       }
     }
-    if (!server_done) {
+    if (!outcome.done) {
       int rc = SSL_do_handshake(server.get());
       if (rc == 1) {
-        server_done = true;
+        outcome.done = true;
       } else if (SSL_get_error(server.get(), rc) != SSL_ERROR_WANT_READ) {
         break;
       }
@@ -109,9 +111,78 @@ bool handshake(const TlsContext& server_ctx, const std::string& client_cert,
   // TLS 1.3: the server's verdict on the client certificate reaches the client afterwards.
   char byte;
   SSL_read(client.get(), &byte, 1);
-  *verify_result = SSL_get_verify_result(server.get());
+  outcome.verify = SSL_get_verify_result(server.get());
+  if (const SSL_CIPHER* cipher = SSL_get_current_cipher(server.get())) {
+    outcome.cipher = SSL_CIPHER_get_name(cipher);
+  }
   ERR_clear_error();
-  return server_done;
+  return outcome;
+}
+
+// A client context presenting `cert` with `key` (none if empty).
+SslCtxPtr clientContext(const std::string& client_cert, const std::string& client_key) {
+  SslCtxPtr client_ctx(SSL_CTX_new(TLS_client_method()));
+  if (!client_cert.empty()) {
+    SSL_CTX_use_certificate_chain_file(client_ctx.get(), certPath(client_cert).c_str());
+    SSL_CTX_use_PrivateKey_file(client_ctx.get(), certPath(client_key).c_str(), SSL_FILETYPE_PEM);
+  }
+  return client_ctx;
+}
+
+bool handshake(const TlsContext& server_ctx, const std::string& client_cert,
+               const std::string& client_key, long* verify_result) {
+  SslCtxPtr client_ctx = clientContext(client_cert, client_key);
+  const Outcome outcome = runHandshake(server_ctx, client_ctx.get());
+  *verify_result = outcome.verify;
+  return outcome.done;
+}
+
+// The default suites prefer AES-128-GCM over the AES-256-GCM an OpenSSL client lists first, keep
+// AES-256-GCM for a client that offers nothing else, and give ChaCha20 to a client that puts it
+// first (a device without AES instructions); a configured list is the server's order.
+TEST(TlsContext, DefaultSuitesPreferAes128AndChaChaForClientsThatAskForIt) {
+  struct Case {
+    config::TlsVersion version;
+    const char* client_offer;  // TLS 1.2 cipher list or TLS 1.3 ciphersuites; "" = OpenSSL's
+    const char* server_list;   // the listener's setting; "" = the default
+    const char* expected;
+  };
+  const Case cases[] = {
+      {config::TlsVersion::Tls13, "", "", "TLS_AES_128_GCM_SHA256"},
+      {config::TlsVersion::Tls13, "TLS_AES_256_GCM_SHA384", "", "TLS_AES_256_GCM_SHA384"},
+      {config::TlsVersion::Tls13, "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256", "",
+       "TLS_CHACHA20_POLY1305_SHA256"},
+      {config::TlsVersion::Tls13, "", "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256",
+       "TLS_AES_256_GCM_SHA384"},
+      {config::TlsVersion::Tls12, "", "", "ECDHE-ECDSA-AES128-GCM-SHA256"},
+      {config::TlsVersion::Tls12, "ECDHE-ECDSA-AES256-GCM-SHA384", "",
+       "ECDHE-ECDSA-AES256-GCM-SHA384"},
+      {config::TlsVersion::Tls12, "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256", "",
+       "ECDHE-ECDSA-CHACHA20-POLY1305"},
+  };
+  for (const Case& c : cases) {
+    config::TlsSettings settings = goodSettings();
+    settings.max_version = c.version;
+    (c.version == config::TlsVersion::Tls13 ? settings.ciphersuites : settings.ciphers) =
+        c.server_list;
+    auto context = TlsContext::create(settings);
+    ASSERT_TRUE(context.ok()) << context.error().message;
+    SslCtxPtr client = clientContext("client.pem", "client.key");
+    if (c.version == config::TlsVersion::Tls12) {
+      // A TLS 1.2 device: no TLS 1.3 suites ahead of its own list in the ClientHello.
+      SSL_CTX_set_max_proto_version(client.get(), TLS1_2_VERSION);
+    }
+    if (*c.client_offer != '\0') {
+      ASSERT_EQ(c.version == config::TlsVersion::Tls13
+                    ? SSL_CTX_set_ciphersuites(client.get(), c.client_offer)
+                    : SSL_CTX_set_cipher_list(client.get(), c.client_offer),
+                1);
+    }
+    const Outcome outcome = runHandshake(**context, client.get());
+    ASSERT_TRUE(outcome.done) << c.client_offer;
+    EXPECT_EQ(outcome.cipher, c.expected)
+        << "client offers '" << c.client_offer << "', server list '" << c.server_list << "'";
+  }
 }
 
 TEST(TlsContext, HandshakeFollowsVerifyPolicy) {
