@@ -137,8 +137,11 @@ for round in $(seq "$rounds"); do
         --cert "$certs/client.pem" --key "$certs/client.key" --scenarios "$scenario" \
         --duration "$duration" --warmup "$warmup" >"$work/gen$index.log" 2>&1 &
       gen_pids+=($!)
+      pids+=($!)
     done
-    wait "${gen_pids[@]}" || { echo "ab.sh: a generator failed:" >&2; tail -n 20 "$work"/gen*.log >&2; exit 1; }
+    for pid in "${gen_pids[@]}"; do
+      wait "$pid" || { echo "ab.sh: a generator failed:" >&2; tail -n 20 "$work"/gen*.log >&2; exit 1; }
+    done
     before=$(cpu_of "$work/gen0.log")
     after=$(cpu_of "$work/gen1.log")
     ratio=$(awk -v a="$after" -v b="$before" 'BEGIN { printf "%.3f", a / b }')
@@ -147,6 +150,7 @@ for round in $(seq "$rounds"); do
       "$round" "$scenario" "$before" "$after" "$ratio"
   done
   for pid in "${proxy_pids[@]}"; do kill "$pid"; wait "$pid" 2>/dev/null || true; done
+  pids=("${pids[0]}")  # the broker; the proxies of this round are gone
 done
 echo
 for scenario in "${scenario_list[@]}"; do

@@ -117,7 +117,7 @@ Stream::IoResult ClientTlsStream::receive(void* into, std::size_t capacity) {
   ERR_clear_error();
   errno = 0;
   const int rc = SSL_read(ssl_.get(), into, static_cast<int>(capacity));
-  if (socket_.held() > 0) {
+  if (socket_.held() > 0 && !socket_.onlyTicketsHeld()) {
     flushSoon();  // reading made OpenSSL write (a post-handshake message): send it this turn
   }
   if (rc > 0) {

@@ -174,7 +174,8 @@ class Connection final : public StreamObserver {
   std::chrono::steady_clock::time_point accepted_at_;
   std::chrono::steady_clock::time_point dial_started_;
   // The certificate's identity and why it has none, from the handshake until the verdict (the
-  // decider reads them); freed then, as nothing later needs them.
+  // decider reads them); dropped then, as nothing later needs them (an identity kept with a
+  // renewed session lives on with that session).
   std::shared_ptr<const tls::PeerIdentity> peer_;
   std::string peer_error_;
   std::optional<mqtt::ProtocolLevel> level_;

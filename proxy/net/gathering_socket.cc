@@ -135,7 +135,9 @@ long GatheringSocket::bioCtrl(BIO* bio, int command, long, void* pointer) {
       }
       if (self->ticket_session_ != nullptr &&
           SSL_get_state(self->ticket_session_) == TLS_ST_SW_SESSION_TICKET) {
-        self->ticket_bytes_ = self->held();  // a TLS 1.3 ticket: it leaves with the next flush
+        // A TLS 1.3 ticket (or an alert raised while making it): it leaves with the next flush,
+        // at the latest with close_notify.
+        self->ticket_bytes_ = self->held();
         return 1;
       }
       switch (self->flush()) {

@@ -209,7 +209,9 @@ ListenerReload Reloader::rebuildListener(ListenerState& state, bool force, bool 
     return out;
   }
   // Digested after the check: a write that completed the pair while it ran is part of this
-  // attempt, so its own event finds the files unchanged instead of reloading a second time.
+  // attempt, so its own event finds the files unchanged instead of reloading a second time. (A
+  // write landing between this digest and the build's reads still reloads once more: the
+  // files did change.)
   state.attempted = filesDigest(state.settings);
   tls::BuildReport report;
   const bool built = state.store->rebuild(state.settings, report);

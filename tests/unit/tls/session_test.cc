@@ -289,6 +289,23 @@ TEST_P(SessionTest, TicketsKeepResumingOnEveryReconnect) {
   given.clear();
 }
 
+// A ticket is decoded into a new session at every resumption: nothing to keep an identity with.
+TEST_P(SessionTest, TicketResumptionsKeepNoIdentity) {
+  auto context = TlsContext::create(ticketSettings(GetParam(), writeKeyFile("kept.keys", 1)));
+  ASSERT_TRUE(context.ok()) << context.error().message;
+  SslCtxPtr client = clientContext("client");
+  std::vector<SslSessionPtr>& given = sessionsGiven(client.get());
+  given.clear();
+  ASSERT_TRUE(handshake(**context, client.get())->done);
+  ASSERT_FALSE(given.empty());
+  SslSessionPtr ticket = std::move(given.back());
+  given.clear();
+  auto resumed = handshake(**context, client.get(), ticket.get());
+  ASSERT_TRUE(resumed->resumed);
+  EXPECT_EQ(keptPeerIdentity(SSL_get_session(resumed->server.get())), nullptr);
+  given.clear();
+}
+
 TEST_P(SessionTest, AnUnusableTicketKeyFileIsABuildError) {
   BuildReport report;
   EXPECT_FALSE(TlsContext::build(ticketSettings(GetParam(), tempPath("missing.keys")), report));
