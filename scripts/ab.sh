@@ -53,25 +53,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-taken=" "
-free_port() {
-  local port=$((20000 + RANDOM % 20000))
-  while ! port_free "$port" || [[ "$taken" == *" $port "* ]]; do
-    port=$((port < 39999 ? port + 1 : 20000))
-  done
-  taken+="$port "
-  echo "$port"
-}
-wait_listening() {  # NAME PID PORT LOG
-  for _ in $(seq 100); do
-    kill -0 "$2" 2>/dev/null || { echo "ab.sh: $1 exited at start:" >&2; tail -n 20 "$4" >&2; exit 1; }
-    port_free "$3" || return 0
-    sleep 0.05
-  done
-  echo "ab.sh: $1 does not listen on port $3" >&2
-  exit 1
-}
+# shellcheck source=scripts/bench_lib.sh
+source scripts/bench_lib.sh
 
 cmake -S "$root" -B "$build" -DMQTLS_TESTS=ON >"$work/cmake.log" 2>&1 || { tail -n 30 "$work/cmake.log" >&2; exit 1; }
 cmake --build "$build" --target mqtls_bench >"$work/build.log" 2>&1 || { tail -n 30 "$work/build.log" >&2; exit 1; }
@@ -89,25 +72,7 @@ wait_listening mosquitto "$!" "$broker_port" "$work/broker.log"
 ports=("$(free_port)" "$(free_port)")
 # start_proxy INDEX PORT: binary INDEX (0 BEFORE, 1 AFTER) on PORT, pinned to CPU 0; sets proxy_pid.
 start_proxy() {
-  cat >"$work/proxy$1.yaml" <<YAML
-workers: 1
-log:
-  level: warn
-listeners:
-  - name: ab
-    bind: 127.0.0.1
-    port: $2
-    tls:
-      cert: $certs/server-ec.pem
-      key: $certs/server-ec.key
-      client_ca: $certs/ca-bundle.pem
-      client_auth: required
-upstream:
-  host: 127.0.0.1
-  port: $broker_port
-limits:
-  drain_timeout: 1s
-YAML
+  mqtls_target_config "$2" "$broker_port" "$certs" 1 >"$work/proxy$1.yaml"
   taskset -c 0 "${binaries[$1]}" --config "$work/proxy$1.yaml" 2>"$work/proxy$1.log" &
   proxy_pid=$!
   pids+=("$proxy_pid")

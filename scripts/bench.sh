@@ -103,38 +103,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Free: nothing listens there, and no socket of any state uses it as its local port.
-port_free() {
-  ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null || return 1
-  ! command -v ss >/dev/null || [ -z "$(ss -Htan "( sport = :$1 )" 2>/dev/null)" ]
-}
-
-# A free loopback port, distinct from those handed out before.
-taken=" "
-free_port() {
-  local port=$((20000 + RANDOM % 20000))
-  while ! port_free "$port" || [[ "$taken" == *" $port "* ]]; do
-    port=$((port < 39999 ? port + 1 : 20000))
-  done
-  taken+="$port "
-  echo "$port"
-}
-
-# Waits until PID listens on PORT; fails with the log if it exits or takes too long.
-wait_listening() {
-  local name=$1 pid=$2 port=$3 log=$4
-  for _ in $(seq 100); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      echo "bench.sh: $name exited at start:" >&2
-      tail -n 20 "$log" >&2
-      exit 1
-    fi
-    port_free "$port" || return 0
-    sleep 0.05
-  done
-  echo "bench.sh: $name does not listen on port $port" >&2
-  exit 1
-}
+# shellcheck source=scripts/bench_lib.sh
+source scripts/bench_lib.sh
 
 # Server side on CPU 0, load generator on CPU 1, when there are two CPUs to pin to.
 server_pin=()
@@ -228,28 +198,8 @@ start_mqtls() {
     admin="admin: {listen: \"127.0.0.1:$admin_port\", broker_check: on_demand}"
   fi
   started_port=$(free_port)
-  cat >"$work/$name.yaml" <<YAML
-$admin
-workers: $workers
-log:
-  level: warn
-listeners:
-  - name: bench
-    bind: 127.0.0.1
-    port: $started_port
-    tls:
-      cert: $certs/server-ec.pem
-      key: $certs/server-ec.key
-      client_ca: $certs/ca-bundle.pem
-      client_auth: required
-upstream:
-  host: 127.0.0.1
-  port: $broker_port
-limits:
-  drain_timeout: 1s
-  max_connections: 60000
-  $extra
-YAML
+  mqtls_target_config "$started_port" "$broker_port" "$certs" "$workers" "$admin" "$extra" \
+    >"$work/$name.yaml"
   "$binary" --check --config "$work/$name.yaml"
   "${pin[@]}" "$binary" --config "$work/$name.yaml" 2>"$work/$name.log" &
   started_pid=$!
