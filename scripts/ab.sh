@@ -7,9 +7,13 @@
 # /proc/PID/stat, as mqtls_bench reports it) and, per scenario, the median of AFTER/BEFORE:
 # below 1, AFTER costs less. Rates mean little here (the two proxies share a core); CPU per
 # operation is the figure. Use it for a change too small for bench.sh's rounds to see.
+# Either side may instead be one of the peers bench.sh compares with, started the same way:
+# haproxy, haproxy-tuned (no-tls-tickets) or mosquitto-tls (a second Mosquitto with its own
+# mutual-TLS listener): "scripts/ab.sh haproxy-tuned build/proxy/mqtls" gives mqtls's CPU per
+# operation over HAProxy's, both measured at the same moment.
 #
 #   scripts/ab.sh [--rounds N] [--duration SEC] [--warmup SEC] [--scenarios a,b,...] BEFORE AFTER
-#     BEFORE, AFTER   two mqtls binaries (e.g. builds of two commits)
+#     BEFORE, AFTER   two mqtls binaries (e.g. builds of two commits), or a peer's name
 #     --rounds N      rounds (default 6)
 #     --scenarios     mqtls_bench scenarios (default connect-tls13,resume-tls13); the handshake
 #                     and publish scenarios, not idle
@@ -31,6 +35,7 @@ while [ $# -gt 0 ]; do
     --scenarios) scenarios=$2; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     -*) echo "ab.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    haproxy|haproxy-tuned|mosquitto-tls) binaries+=("$1") ;;
     *) binaries+=("$(realpath -- "$1")") ;;
   esac
   shift
@@ -70,19 +75,49 @@ pids+=($!)
 wait_listening mosquitto "$!" "$broker_port" "$work/broker.log"
 
 ports=("$(free_port)" "$(free_port)")
-# start_proxy INDEX PORT: binary INDEX (0 BEFORE, 1 AFTER) on PORT, pinned to CPU 0; sets proxy_pid.
+for side in "${binaries[@]}"; do
+  case "$side" in
+    haproxy|haproxy-tuned)
+      ensure_haproxy || { echo "ab.sh: $side needs HAProxy, which is not installed" >&2; exit 2; }
+      cat "$certs/server-ec.pem" "$certs/server-ec.key" >"$work/haproxy.pem" ;;
+  esac
+done
+# start_proxy INDEX PORT: side INDEX (0 BEFORE, 1 AFTER) on PORT, pinned to CPU 0; sets proxy_pid.
 start_proxy() {
-  mqtls_target_config "$2" "$broker_port" "$certs" 1 >"$work/proxy$1.yaml"
-  taskset -c 0 "${binaries[$1]}" --config "$work/proxy$1.yaml" 2>"$work/proxy$1.log" &
+  local side=${binaries[$1]}
+  case "$side" in
+    haproxy|haproxy-tuned)
+      local bind_extra=""
+      [ "$side" = haproxy ] || bind_extra=no-tls-tickets
+      haproxy_target_config "$2" "$broker_port" "$certs" "$work/haproxy.pem" \
+        $((($(ulimit -n) - 200) / 2 > 60000 ? 60000 : ($(ulimit -n) - 200) / 2)) "$bind_extra" \
+        >"$work/proxy$1.cfg"
+      taskset -c 0 haproxy -db -f "$work/proxy$1.cfg" >"$work/proxy$1.log" 2>&1 & ;;
+    mosquitto-tls)
+      mosquitto_tls_config "$2" "$certs" >"$work/proxy$1.conf"
+      taskset -c 0 mosquitto -c "$work/proxy$1.conf" 2>"$work/proxy$1.log" & ;;
+    *)
+      mqtls_target_config "$2" "$broker_port" "$certs" 1 >"$work/proxy$1.yaml"
+      taskset -c 0 "$side" --config "$work/proxy$1.yaml" 2>"$work/proxy$1.log" & ;;
+  esac
   proxy_pid=$!
   pids+=("$proxy_pid")
-  wait_listening "${binaries[$1]}" "$proxy_pid" "$2" "$work/proxy$1.log"
+  wait_listening "$side" "$proxy_pid" "$2" "$work/proxy$1.log"
+}
+
+# version_of SIDE: the first line of a side's version.
+version_of() {
+  case "$1" in
+    haproxy|haproxy-tuned) haproxy -v | head -n 1 ;;
+    mosquitto-tls) mosquitto -h 2>/dev/null | head -n 1 ;;
+    *) "$1" --version 2>/dev/null | head -n 1 ;;
+  esac
 }
 
 cpu_of() { grep -o 'CPU [0-9.]* us/op' "$1" | head -n 1 | awk '{ print $2 }'; }
 
-echo "before: ${binaries[0]} ($("${binaries[0]}" --version 2>/dev/null | head -n 1))"
-echo "after:  ${binaries[1]} ($("${binaries[1]}" --version 2>/dev/null | head -n 1))"
+echo "before: ${binaries[0]} ($(version_of "${binaries[0]}"))"
+echo "after:  ${binaries[1]} ($(version_of "${binaries[1]}"))"
 echo "$rounds rounds of ${duration} s per scenario, both at once on CPU 0; $(date -u '+%Y-%m-%d %H:%M UTC'), git $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 declare -A ratios
 IFS=, read -r -a scenario_list <<<"$scenarios"

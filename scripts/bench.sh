@@ -18,6 +18,10 @@
 #   mosquitto-plain  the plaintext Mosquitto direct, a baseline for message throughput
 #   mqtls-2w         with --scaling: mqtls with workers: 2, not pinned (see --scaling)
 #   mqtls-before-2w  with --scaling and --baseline: the baseline binary with workers: 2
+# With --paired, after the rounds: mqtls measured at the same moment as each peer (HAProxy,
+# HAProxy tuned, Mosquitto's TLS listener) by scripts/ab.sh, both on CPU 0 each with its own
+# generator on CPU 1: the CPU per operation of the TLS-terminating processes, whose ratio does not
+# move with the VM's speed as ratios of runs seconds apart do.
 # mqtls_bench (tests/bench) measures one target at a time and prints rates, latencies and server
 # CPU per operation with ratios. Servers (and the broker) run on CPU 0, the load generator on
 # CPU 1. Exits non-zero if any target fails to work.
@@ -32,7 +36,7 @@
 #
 #   scripts/bench.sh [--quick] [--rounds N] [--duration SEC] [--warmup SEC] [--no-haproxy]
 #                    [--no-framed] [--no-nometrics] [--workers N] [--baseline BIN] [--scaling]
-#                    [-- BENCH_ARGS]
+#                    [--paired] [-- BENCH_ARGS]
 #     --quick        1.5 s per run instead of 5 s (about a minute per round)
 #     --rounds N     N rounds (default 1; 3 for figures worth comparing)
 #     --workers N    the main mqtls target with N workers (default 1); with more than one it is
@@ -45,6 +49,9 @@
 #                    context, sharing the session store and verified-chain cache) and with two
 #                    threads in one library context (as workers were before), printing the rate
 #                    ratios
+#     --paired       also the paired comparisons (above): as many rounds as --rounds, at least 3,
+#                    over the scenarios asked for (idle excluded; by default the four handshakes
+#                    and publish-64, publish-16k)
 #     BENCH_ARGS     passed to mqtls_bench, e.g. --scenarios connect-tls13,publish-64
 #   MQTLS_BENCH_BUILD=DIR   build directory (default: build)
 set -euo pipefail
@@ -59,6 +66,7 @@ want_framed=1
 want_nometrics=1
 mqtls_workers=1
 want_scaling=0
+want_paired=0
 baseline=""
 rounds=1
 bench_args=()
@@ -74,6 +82,7 @@ while [ $# -gt 0 ]; do
     --no-nometrics) want_nometrics=0 ;;
     --workers) mqtls_workers=$2; shift ;;
     --scaling) want_scaling=1 ;;
+    --paired) want_paired=1 ;;
     --baseline) baseline=$(realpath -- "$2"); shift ;;
     --) shift; bench_args=("$@"); break ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
@@ -243,22 +252,7 @@ if [ "$want_scaling" = 1 ]; then
 fi
 
 mosq_tls_port=$(free_port)
-# "user": when started as root, keep root rather than switch to "mosquitto", which cannot read the
-# keys in the build tree.
-cat >"$work/mosquitto-tls.conf" <<CONF
-user $(id -un)
-listener $mosq_tls_port 127.0.0.1
-cafile $certs/ca-bundle.pem
-certfile $certs/server-ec.pem
-keyfile $certs/server-ec.key
-require_certificate true
-use_identity_as_username true
-allow_anonymous true
-log_dest stderr
-log_type error
-max_queued_messages 100000
-set_tcp_nodelay true
-CONF
+mosquitto_tls_config "$mosq_tls_port" "$certs" >"$work/mosquitto-tls.conf"
 "${server_pin[@]}" mosquitto -c "$work/mosquitto-tls.conf" 2>"$work/mosquitto-tls.log" &
 mosq_tls_pid=$!
 pids+=("$mosq_tls_pid")
@@ -270,33 +264,14 @@ targets=("mqtls=tls:$mqtls_port:$mqtls_pid,$broker_pid"
          "${extra_targets[@]}"
          "mosquitto-tls=tls:$mosq_tls_port:$mosq_tls_pid")
 
-if [ "$want_haproxy" = 1 ] && ! command -v haproxy >/dev/null && [ "$(id -u)" = 0 ] &&
-    command -v apt-get >/dev/null; then
-  echo "installing haproxy (apt-get)"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy >"$work/apt.log" 2>&1 ||
-    { echo "apt-get install haproxy failed:"; tail -n 3 "$work/apt.log"; }
-fi
 # start_haproxy NAME [BIND_OPTIONS]: HAProxy terminating mutual TLS in front of the plaintext
 # broker, BIND_OPTIONS appended to its bind line; adds it to the targets.
 start_haproxy() {
   local name=$1 bind_extra=${2:-} port
   port=$(free_port)
   cat "$certs/server-ec.pem" "$certs/server-ec.key" >"$work/haproxy.pem"
-  cat >"$work/$name.cfg" <<CFG
-global
-  nbthread 1
-  maxconn $haproxy_maxconn
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 10m
-  timeout server 10m
-frontend mqtts
-  bind 127.0.0.1:$port ssl crt $work/haproxy.pem ca-file $certs/ca-bundle.pem verify required $bind_extra
-  default_backend broker
-backend broker
-  server mosquitto 127.0.0.1:$broker_port
-CFG
+  haproxy_target_config "$port" "$broker_port" "$certs" "$work/haproxy.pem" "$haproxy_maxconn" \
+    "$bind_extra" >"$work/$name.cfg"
   "${server_pin[@]}" haproxy -db -f "$work/$name.cfg" >"$work/$name.log" 2>&1 &
   local pid=$!
   pids+=("$pid")
@@ -306,7 +281,7 @@ CFG
   targets+=("$name=tls:$port:$pid,$broker_pid")
 }
 
-if [ "$want_haproxy" = 1 ] && command -v haproxy >/dev/null; then
+if [ "$want_haproxy" = 1 ] && ensure_haproxy; then
   start_haproxy haproxy
   start_haproxy haproxy-tuned no-tls-tickets
 else
@@ -516,6 +491,31 @@ for name, by in rates.items():
         print(f"ceiling {name}: two threads as two workers {two:.0f}/s, one thread "
               f"{one:.0f}/s (mean of the runs before and after): {two / one:.2f}x{shared}")
 PY
+
+if [ "$want_paired" = 1 ]; then
+  say "paired"
+  paired_scenarios=""
+  for scenario in ${requested//,/ }; do
+    case "$scenario" in idle*) ;; *) paired_scenarios+="${paired_scenarios:+,}$scenario" ;; esac
+  done
+  [ -n "$requested" ] ||
+    paired_scenarios=connect-tls13,resume-tls13,connect-tls12,resume-tls12,publish-64,publish-16k
+  peers=(mosquitto-tls)
+  [ "$want_haproxy" = 0 ] || ! command -v haproxy >/dev/null || peers=(haproxy haproxy-tuned "${peers[@]}")
+  if [ -z "$paired_scenarios" ]; then
+    echo "no scenario to pair (idle is measured alone)"
+  else
+    for peer in "${peers[@]}"; do
+      echo "scripts/ab.sh $peer mqtls (mqtls / $peer, CPU per operation of the TLS-terminating process):"
+      MQTLS_BENCH_BUILD="$build" bash scripts/ab.sh --rounds $((rounds < 3 ? 3 : rounds)) \
+        --duration "$duration" --warmup "$warmup" --scenarios "$paired_scenarios" "$peer" "$mqtls" \
+        >"$work/paired-$peer.txt" 2>&1 || { status=1; tail -n 20 "$work/paired-$peer.txt" >&2; }
+      sed -n 's/after\/before median/median/p' "$work/paired-$peer.txt" | sed 's/^/  /'
+    done
+    echo "(mosquitto-tls's process also brokers: for publish scenarios it does the work of mqtls and"
+    echo " the broker together, so only its handshake ratios compare like with like)"
+  fi
+fi
 
 for pid in "${pids[@]}"; do
   if ! kill -0 "$pid" 2>/dev/null; then

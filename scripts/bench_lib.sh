@@ -65,3 +65,60 @@ limits:
   $extra
 YAML
 }
+
+# haproxy_target_config PORT BROKER_PORT CERTS PEM MAXCONN [BIND_OPTIONS]: the configuration of
+# HAProxy 2.6 (one thread, TCP mode) terminating mutual TLS on PORT in front of the plaintext
+# broker, with PEM the server certificate and key in one file, BIND_OPTIONS appended to its bind
+# line (no-tls-tickets: "tuned").
+haproxy_target_config() {
+  local port=$1 broker_port=$2 certs=$3 pem=$4 maxconn=$5 bind_extra=${6:-}
+  cat <<CFG
+global
+  nbthread 1
+  maxconn $maxconn
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 10m
+  timeout server 10m
+frontend mqtts
+  bind 127.0.0.1:$port ssl crt $pem ca-file $certs/ca-bundle.pem verify required $bind_extra
+  default_backend broker
+backend broker
+  server mosquitto 127.0.0.1:$broker_port
+CFG
+}
+
+# mosquitto_tls_config PORT CERTS: a second Mosquitto with its own mutual-TLS listener on PORT
+# (use_identity_as_username), the test PKI's EC server certificate.
+mosquitto_tls_config() {
+  local port=$1 certs=$2
+  # "user": when started as root, keep root rather than switch to "mosquitto", which cannot read
+  # the keys in the build tree.
+  cat <<CONF
+user $(id -un)
+listener $port 127.0.0.1
+cafile $certs/ca-bundle.pem
+certfile $certs/server-ec.pem
+keyfile $certs/server-ec.key
+require_certificate true
+use_identity_as_username true
+allow_anonymous true
+log_dest stderr
+log_type error
+max_queued_messages 100000
+set_tcp_nodelay true
+CONF
+}
+
+# ensure_haproxy: installs HAProxy with apt-get when it is missing and this runs as root; returns
+# non-zero when it is still missing.
+ensure_haproxy() {
+  command -v haproxy >/dev/null && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing haproxy (apt-get)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy >/dev/null 2>&1 ||
+      echo "${0##*/}: apt-get install haproxy failed" >&2
+  fi
+  command -v haproxy >/dev/null
+}

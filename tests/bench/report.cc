@@ -234,7 +234,7 @@ void printProgress(const Scenario& scenario, const RunResult& result) {
     std::printf("  %-24s %-16s FAILED: %s\n", scenario.title.c_str(), result.target.c_str(),
                 result.failure.c_str());
   } else {
-    std::printf("  %-24s %-16s %s %s, CPU %.1f us/op\n", scenario.title.c_str(),
+    std::printf("  %-24s %-16s %s %s, CPU %.2f us/op\n", scenario.title.c_str(),
                 result.target.c_str(), number(result.ops / result.seconds).c_str(),
                 unitOf(scenario), result.total_cpu * 1e6 / result.ops);
   }
