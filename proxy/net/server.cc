@@ -53,6 +53,10 @@ Result<std::unique_ptr<Server>> Server::create(const config::Config& config,
   for (const auto& warning : server->libraries_->warnings()) {
     spdlog::warn("{}", warning);
   }
+  if (!server->libraries_->handshakeNote().empty()) {
+    spdlog::info("handshakes use the library context certificates are read in: {}",
+                 server->libraries_->handshakeNote());
+  }
   std::vector<tls::ContextStore*> stores;
   for (std::size_t i = 0; i < config.listeners.size(); ++i) {
     // Each worker gets the listener's context built in its own library context.

@@ -86,7 +86,8 @@ std::shared_ptr<TlsContext> TlsContext::buildOne(const config::TlsSettings& sett
                                                  const BuildSlot& slot) {
   ERR_clear_error();
   OSSL_LIB_CTX* library = slot.library;
-  SslCtxPtr ctx(SSL_CTX_new_ex(library, nullptr, TLS_server_method()));
+  SslCtxPtr ctx(SSL_CTX_new_ex(slot.handshakes != nullptr ? slot.handshakes : library, nullptr,
+                               TLS_server_method()));
   if (!ctx) {
     addError(report, "cert",
              "cannot create a TLS context (" + takeOpenSslError() + "); check memory limits");
@@ -112,7 +113,7 @@ std::shared_ptr<TlsContext> TlsContext::buildOne(const config::TlsSettings& sett
   }
   auto wire = alpnWire(settings.alpn);
   std::shared_ptr<TlsContext> context(
-      new TlsContext(std::move(ctx), settings, std::move(wire), sessions, library));
+      new TlsContext(std::move(ctx), settings, std::move(wire), sessions, slot));
   context->verified_chains_ = std::move(chains);
   // The session callbacks find their context here; it outlives its SSL_CTX's every use.
   SSL_CTX_set_app_data(context->raw(), context.get());
@@ -152,9 +153,10 @@ Result<TlsContextPtr> TlsContext::create(const config::TlsSettings& settings,
 
 TlsContext::TlsContext(SslCtxPtr ctx, config::TlsSettings settings,
                        std::vector<std::uint8_t> alpn_wire, SessionResources sessions,
-                       OSSL_LIB_CTX* library)
+                       const BuildSlot& slot)
     : ctx_(std::move(ctx)),
-      library_(library),
+      library_(slot.library),
+      handshakes_(slot.handshakes != nullptr ? slot.handshakes : slot.library),
       settings_(std::move(settings)),
       alpn_wire_(std::move(alpn_wire)),
       sessions_(std::move(sessions)),

@@ -62,12 +62,15 @@ struct SessionResources {
   Status reloadTicketKeys() const;
 };
 
-// Where a context is built: the OpenSSL library context everything of it is made in (null:
-// OpenSSL's default one), and, for a further worker slot of a listener's snapshot, the slot-0
-// context built from the same settings whose caches of verified client chains (its sites'
-// too) it shares, so that a device verified on one worker is a cache hit on every worker.
+// Where a context is built: the OpenSSL library context its files (certificates, keys, CRLs)
+// are read in (null: OpenSSL's default one); the library context its SSL_CTX is made in, where
+// handshakes parse what clients present (null: `library`; see tls/handshake_library.h); and, for
+// a further worker slot of a listener's snapshot, the slot-0 context built from the same
+// settings whose caches of verified client chains (its sites' too) it shares, so that a device
+// verified on one worker is a cache hit on every worker.
 struct BuildSlot {
   OSSL_LIB_CTX* library = nullptr;
+  OSSL_LIB_CTX* handshakes = nullptr;
   const TlsContext* sibling = nullptr;
 };
 
@@ -84,8 +87,9 @@ class TlsContext {
   // (see SessionResources::fits), resources are made for this context alone. An unusable ticket
   // key file is an error under "session.ticket_key_file".
   //
-  // Everything of the context (SSL_CTX, certificates, keys, CRLs) is made in slot.library,
-  // which must outlive the context and every SSL and session made from it. Handshakes on
+  // The certificates, keys and CRLs of the context are made in slot.library, its SSL_CTX in
+  // slot.handshakes (or slot.library); both must outlive the context and every SSL and session
+  // made from it. Handshakes on
   // contexts of different library contexts do not share OpenSSL's algorithm and decoder tables,
   // nor their locks, for what the context parses itself (tls/library_contexts.h says what still
   // runs in the default one). slot.sibling (built from the same settings) need not outlive the
@@ -104,6 +108,8 @@ class TlsContext {
   SSL_CTX* raw() const { return ctx_.get(); }
   // The OpenSSL library context it was built in (null: the default one).
   OSSL_LIB_CTX* library() const { return library_; }
+  // The OpenSSL library context its SSL_CTX was made in (null: the default one).
+  OSSL_LIB_CTX* handshakeLibrary() const { return handshakes_; }
   const config::TlsSettings& settings() const { return settings_; }
   const SessionResources& sessions() const { return sessions_; }
   // What this context trusts (trustGenerationOf): a session verified under another
@@ -139,7 +145,7 @@ class TlsContext {
 
  private:
   TlsContext(SslCtxPtr ctx, config::TlsSettings settings, std::vector<std::uint8_t> alpn_wire,
-             SessionResources sessions, OSSL_LIB_CTX* library);
+             SessionResources sessions, const BuildSlot& slot);
   // One SSL_CTX from `settings` (its sites ignored), with `sessions` already resolved; null when
   // `report` gained errors.
   static std::shared_ptr<TlsContext> buildOne(const config::TlsSettings& settings,
@@ -156,7 +162,8 @@ class TlsContext {
                         const unsigned char* in, unsigned int inlen, void* arg);
 
   SslCtxPtr ctx_;
-  OSSL_LIB_CTX* library_;  // not owned
+  OSSL_LIB_CTX* library_;     // not owned
+  OSSL_LIB_CTX* handshakes_;  // not owned
   config::TlsSettings settings_;
   std::vector<std::uint8_t> alpn_wire_;  // server's ALPN list in wire format
   SessionResources sessions_;

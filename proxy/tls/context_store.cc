@@ -141,7 +141,7 @@ std::vector<TlsContextPtr> ContextStore::buildFurtherSlots(const config::TlsSett
     }
     BuildReport own;
     TlsContextPtr context =
-        build(settings, own, first->sessions(), BuildSlot{libraryOf(slot), first.get()});
+        build(settings, own, first->sessions(), slotOf(slot, settings, first.get()));
     if (!context) {
       report.errors.insert(report.errors.end(), own.errors.begin(), own.errors.end());
       return {};
@@ -164,12 +164,19 @@ Result<std::unique_ptr<ContextStore>> ContextStore::create(TlsContextPtr initial
                                                            const LibraryContexts& libraries) {
   std::unique_ptr<ContextStore> store(new ContextStore(initial, &libraries));
   BuildReport report;
+  TlsContextPtr first = initial;
+  if (store->slotOf(0, settings).handshakes != initial->handshakeLibrary()) {
+    // `initial` (the startup check's) has its SSL_CTX where its files were read; slot 0's
+    // handshakes have a library context of their own.
+    first = build(settings, report, initial->sessions(), store->slotOf(0, settings));
+  }
   std::vector<TlsContextPtr> all =
-      store->buildFurtherSlots(settings, initial, libraries.size(), report);
+      first ? store->buildFurtherSlots(settings, first, libraries.size(), report)
+            : std::vector<TlsContextPtr>{};
   if (all.empty() && report.errors.size() == 1 && report.errors[0].key == "client_ca") {
     // The trust files changed since `initial` was built: build every slot from them once more.
     report = {};
-    TlsContextPtr first = build(settings, report, initial->sessions());
+    first = build(settings, report, initial->sessions(), store->slotOf(0, settings));
     all = first ? store->buildFurtherSlots(settings, first, libraries.size(), report)
                 : std::vector<TlsContextPtr>{};
   }
@@ -186,6 +193,16 @@ Result<std::unique_ptr<ContextStore>> ContextStore::create(TlsContextPtr initial
 
 OSSL_LIB_CTX* ContextStore::libraryOf(std::size_t slot) const {
   return libraries_ != nullptr ? libraries_->at(slot) : nullptr;
+}
+
+BuildSlot ContextStore::slotOf(std::size_t slot, const config::TlsSettings& settings,
+                               const TlsContext* sibling) const {
+  BuildSlot built{libraryOf(slot), libraryOf(slot), sibling};
+  // A key on a token is used through its engine, which stays where the key was loaded.
+  if (libraries_ != nullptr && !keyOnToken(settings)) {
+    built.handshakes = libraries_->handshakesAt(slot);
+  }
+  return built;
 }
 
 TlsContextPtr ContextStore::current(std::size_t slot) const {
@@ -221,7 +238,7 @@ bool ContextStore::rebuild(const config::TlsSettings& settings, BuildReport& rep
   // The listener's sessions (store or ticket keys) carry over to every context of it. The first
   // slot's build reports every problem; the others read the same files, so they fail only if a
   // file changed in between (then their problems are reported too).
-  TlsContextPtr first = build(settings, report, current()->sessions(), BuildSlot{libraryOf(0)});
+  TlsContextPtr first = build(settings, report, current()->sessions(), slotOf(0, settings));
   if (!first) {
     return false;
   }

@@ -82,6 +82,10 @@ class ContextStore {
   ContextStore(TlsContextPtr initial, const LibraryContexts* libraries);
   // The library context of `slot` (null: OpenSSL's default one).
   OSSL_LIB_CTX* libraryOf(std::size_t slot) const;
+  // Where `slot`'s contexts for `settings` are built: its library context for files, its
+  // handshake library context for the SSL_CTX (not for a key on a token), `sibling`.
+  BuildSlot slotOf(std::size_t slot, const config::TlsSettings& settings,
+                   const TlsContext* sibling = nullptr) const;
   // `first` (slot 0's context) followed by a context for each further slot of `slots`, each
   // sharing first's sessions and caches and checked to trust what `first` trusts; empty, with
   // the problems in `report`, if one cannot be built or trusts otherwise.

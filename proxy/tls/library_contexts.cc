@@ -1,5 +1,7 @@
 #include "tls/library_contexts.h"
 
+#include "tls/handshake_library.h"
+
 #include <openssl/conf.h>
 #include <openssl/err.h>
 
@@ -46,10 +48,27 @@ LibraryContexts::LibraryContexts(std::size_t slots) {
     }
     slots_.push_back(std::move(library));
   }
+  for (const auto& library : slots_) {
+    auto handshakes = makeHandshakeLibrary(library.get(), handshake_note_);
+    if (!handshakes) {
+      handshakes_.clear();  // every slot alike: their files library contexts are configured alike
+      return;
+    }
+    handshakes_.push_back(std::move(handshakes));
+  }
 }
+
+LibraryContexts::~LibraryContexts() = default;
 
 OSSL_LIB_CTX* LibraryContexts::at(std::size_t slot) const {
   return slots_[std::min(slot, slots_.size() - 1)].get();
+}
+
+OSSL_LIB_CTX* LibraryContexts::handshakesAt(std::size_t slot) const {
+  if (handshakes_.empty()) {
+    return at(slot);
+  }
+  return handshakes_[std::min(slot, handshakes_.size() - 1)]->get();
 }
 
 }  // namespace mqtls::tls

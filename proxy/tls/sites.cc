@@ -67,7 +67,7 @@ void TlsContext::buildSites(BuildReport& report, const TlsContext* sibling) {
     const TlsContext* sibling_site =
         sibling != nullptr && i < sibling->sites_.size() ? sibling->sites_[i].get() : nullptr;
     std::shared_ptr<TlsContext> built =
-        buildOne(site.tls, own, sessions_, BuildSlot{library_, sibling_site});
+        buildOne(site.tls, own, sessions_, BuildSlot{library_, handshakes_, sibling_site});
     const std::string prefix = "sni[" + std::to_string(i) + "].";
     for (auto& problem : own.errors) {
       report.errors.push_back({prefix + problem.key, std::move(problem.message)});

@@ -126,9 +126,14 @@ TEST(ContextStore, EveryWorkerSlotHasItsOwnContextAndRebuildsTogether) {
   auto made = ContextStore::create(initial, settingsFor("server-ec"), libraries);
   ASSERT_TRUE(made.ok()) << made.error().message;
   ContextStore& store = **made;
-  EXPECT_EQ(store.current(0), initial);
+  // Slot 0 too is built again: the startup check made its SSL_CTX where its files were read,
+  // each slot's SSL_CTX belongs in the slot's handshake library context.
+  EXPECT_NE(store.current(0), initial);
+  ASSERT_TRUE(libraries.handshakeNote().empty()) << libraries.handshakeNote();
   for (std::size_t slot = 0; slot < 3; ++slot) {
     EXPECT_EQ(store.current(slot)->library(), libraries.at(slot));
+    EXPECT_EQ(store.current(slot)->handshakeLibrary(), libraries.handshakesAt(slot));
+    EXPECT_NE(libraries.handshakesAt(slot), libraries.at(slot));
     EXPECT_EQ(servedKeyType(store.current(slot)), EVP_PKEY_EC);
     // Certificate, key and CAs were read into the slot's library context: their providers
     // are its own, differing from every other slot's.
@@ -150,6 +155,7 @@ TEST(ContextStore, EveryWorkerSlotHasItsOwnContextAndRebuildsTogether) {
   for (std::size_t slot = 0; slot < 3; ++slot) {
     EXPECT_NE(store.current(slot), held[slot]);
     EXPECT_EQ(store.current(slot)->library(), libraries.at(slot));
+    EXPECT_EQ(store.current(slot)->handshakeLibrary(), libraries.handshakesAt(slot));
     EXPECT_EQ(servedKeyType(store.current(slot)), EVP_PKEY_RSA);
     EXPECT_EQ(store.current(slot)->reloadGeneration(), 1u);
     EXPECT_EQ(servedKeyType(held[slot]), EVP_PKEY_EC);  // connections keep theirs
