@@ -48,8 +48,10 @@ Registry& registry() {
   return *instance;
 }
 
-// Set by makeHandshakeLibrary for the one OSSL_PROVIDER_load call that runs providerInit.
+// Set by makeHandshakeLibrary for the one OSSL_PROVIDER_load call that runs providerInit;
+// providerInit sets loading_counted once it has counted its user.
 thread_local const void* loading_context = nullptr;
+thread_local bool loading_counted = false;
 
 OSSL_PROVIDER* innerOf(const void* context) {
   std::lock_guard lock(registry().mutex);
@@ -126,6 +128,15 @@ int providerInit(const OSSL_CORE_HANDLE*, const OSSL_DISPATCH*, const OSSL_DISPA
   if (loading_context == nullptr) {
     return 0;  // loaded other than through makeHandshakeLibrary
   }
+  {
+    std::lock_guard lock(registry().mutex);
+    auto found = registry().by_context.find(loading_context);
+    if (found == registry().by_context.end()) {
+      return 0;
+    }
+    ++found->second.users;  // from here on OpenSSL calls teardown for this user
+  }
+  loading_counted = true;
   *provider_context = const_cast<void*>(loading_context);
   *out = kDispatch;
   return 1;
@@ -142,8 +153,8 @@ bool offeredForHandshakes(const OSSL_ALGORITHM& decoder) {
   return std::find(kClientKeyTypes.begin(), kClientKeyTypes.end(), first) != kClientKeyTypes.end();
 }
 
-// Registers (or shares) the forwarding state for `inner`, whose reference it takes over; returns
-// the provider context to load with, or null.
+// Registers (or finds) the forwarding state for `inner`, whose reference it takes over; returns
+// the provider context to load with. The entry counts no user until providerInit runs.
 const void* registerForwarding(OSSL_PROVIDER* inner) {
   const void* context = OSSL_PROVIDER_get0_provider_ctx(inner);
   std::lock_guard lock(registry().mutex);
@@ -151,7 +162,6 @@ const void* registerForwarding(OSSL_PROVIDER* inner) {
   Forwarding& forwarding = entry->second;
   if (!added) {
     OSSL_PROVIDER_unload(inner);  // the entry holds a reference already
-    ++forwarding.users;
     return context;
   }
   int no_cache = 0;
@@ -163,8 +173,26 @@ const void* registerForwarding(OSSL_PROVIDER* inner) {
     }
   }
   forwarding.decoders.push_back(OSSL_ALGORITHM{nullptr, nullptr, nullptr, nullptr});
-  forwarding.users = 1;
   return context;
+}
+
+// Drops the entry of `context` if no provider counts as its user (a load that failed before
+// providerInit counted one).
+void dropIfUnused(const void* context) {
+  OSSL_PROVIDER* release = nullptr;
+  const OSSL_ALGORITHM* decoders = nullptr;
+  {
+    std::lock_guard lock(registry().mutex);
+    auto found = registry().by_context.find(context);
+    if (found == registry().by_context.end() || found->second.users > 0) {
+      return;
+    }
+    release = found->second.inner;
+    decoders = found->second.inner_decoders;
+    registry().by_context.erase(found);
+  }
+  OSSL_PROVIDER_unquery_operation(release, OSSL_OP_DECODER, decoders);
+  OSSL_PROVIDER_unload(release);
 }
 
 // Names of the providers `files` has activated (activating its fallback, "default", if none).
@@ -210,18 +238,25 @@ std::unique_ptr<HandshakeLibrary> makeHandshakeLibrary(OSSL_LIB_CTX* files, std:
     return nullptr;
   }
   loading_context = registerForwarding(inner);
+  loading_counted = false;
   OSSL_PROVIDER* provider =
       OSSL_PROVIDER_add_builtin(library.get(), kProviderName, &providerInit) == 1
           ? OSSL_PROVIDER_load(library.get(), kProviderName)
           : nullptr;
   const void* context = std::exchange(loading_context, nullptr);
   if (provider == nullptr) {
-    teardown(const_cast<void*>(context));
+    // If providerInit ran, OpenSSL has called teardown for its user already.
+    dropIfUnused(context);
     why = "cannot load the handshake provider (" + takeOpenSslError() + ")";
     return nullptr;
   }
   ERR_clear_error();
   return std::make_unique<HandshakeLibrary>(std::move(library), provider);
+}
+
+std::size_t liveForwardings() {
+  std::lock_guard lock(registry().mutex);
+  return registry().by_context.size();
 }
 
 int decoderCount(OSSL_LIB_CTX* library) {

@@ -18,6 +18,7 @@
 #include <openssl/crypto.h>
 #include <openssl/provider.h>
 
+#include <cstddef>
 #include <memory>
 #include <string>
 
@@ -47,6 +48,10 @@ class HandshakeLibrary {
 // handshake, so its contexts keep using `files` itself), its default properties ask for FIPS,
 // or OpenSSL fails. `files` must outlive the result; the result is freed before it.
 std::unique_ptr<HandshakeLibrary> makeHandshakeLibrary(OSSL_LIB_CTX* files, std::string& why);
+
+// How many files library contexts' default providers handshake library contexts still forward to:
+// 0 once every handshake library context and everything made in it is gone.
+std::size_t liveForwardings();
 
 // How many decoders `library` offers (null: the default library context); for tests and logs.
 int decoderCount(OSSL_LIB_CTX* library);

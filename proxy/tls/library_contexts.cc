@@ -58,7 +58,17 @@ LibraryContexts::LibraryContexts(std::size_t slots) {
   }
 }
 
-LibraryContexts::~LibraryContexts() = default;
+LibraryContexts::~LibraryContexts() {
+  handshakes_.clear();
+  if (liveForwardings() > 0) {
+    // Something made in a handshake library context outlived it, so its provider, which
+    // forwards to a slot's library context, is not torn down yet: keep those alive (the process
+    // is ending; nothing frees them earlier than this in mqtls).
+    for (auto& library : slots_) {
+      static_cast<void>(library.release());
+    }
+  }
+}
 
 OSSL_LIB_CTX* LibraryContexts::at(std::size_t slot) const {
   return slots_[std::min(slot, slots_.size() - 1)].get();

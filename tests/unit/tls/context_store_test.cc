@@ -233,7 +233,7 @@ TEST(ContextStore, AKeyOnATokenKeepsOneContextForEveryWorker) {
   EXPECT_EQ((*made)->current(2), initial);
 }
 
-TEST(ContextStore, CreateFailsWithTheProblemsOfAFurtherSlot) {
+TEST(ContextStore, CreateFailsWithTheProblemsOfASlotBuiltAfterTheCheck) {
   LibraryContexts libraries(2);
   BuildReport report;
   TlsContextPtr initial = ContextStore::build(settingsFor("server-ec"), report);

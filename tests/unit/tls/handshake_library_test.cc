@@ -212,6 +212,7 @@ TEST(HandshakeLibrary, TwoOverOneFilesLibraryOutliveEachOther) {
     EXPECT_NE(X509_get0_pubkey(parsed.get()), nullptr);
     EXPECT_EQ(decoderCount(kept->get()), 6);
   }
+  EXPECT_EQ(liveForwardings(), 0u);  // every reference to the default provider given back
 }
 
 TEST(LibraryContexts, EverySlotHasAHandshakeLibraryOfItsOwn) {

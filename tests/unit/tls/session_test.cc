@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/provider.h>
 
 #include <openssl/rand.h>
 #include <unistd.h>
@@ -381,6 +383,13 @@ TEST_P(SessionTest, WorkerSlotsVerifyInTheirOwnLibraryContextsAndShareSessions) 
     auto first = handshake(*one, client.get());
     ASSERT_TRUE(first->done);
     EXPECT_FALSE(first->resumed);
+    // The client's certificate was parsed where the slot's SSL_CTX lives: its handshake
+    // library context, whose one provider decodes public keys (tls/handshake_library.h).
+    X509* peer = SSL_get0_peer_certificate(first->server.get());
+    ASSERT_NE(peer, nullptr);
+    const OSSL_PROVIDER* parsed_by = EVP_PKEY_get0_provider(X509_get0_pubkey(peer));
+    ASSERT_NE(parsed_by, nullptr);
+    EXPECT_STREQ(OSSL_PROVIDER_get0_name(parsed_by), "mqtls-handshake");
     auto second = handshake(*zero, client.get(), first->session.get());
     ASSERT_TRUE(second->done);
     EXPECT_TRUE(second->resumed);
