@@ -7,6 +7,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -15,6 +16,10 @@ namespace {
 
 // No attempt gets less than this, however many addresses remain.
 constexpr std::chrono::milliseconds kMinAttempt{250};
+// Pauses before connecting again to a Unix socket whose backlog was full: doubling from the
+// first to the last.
+constexpr std::chrono::milliseconds kFirstBacklogPause{1};
+constexpr std::chrono::milliseconds kLastBacklogPause{50};
 
 }  // namespace
 
@@ -120,11 +125,16 @@ void UpstreamStream::tryNextAddress() {
           (attempt_errors_.empty() ? "" : "; ") + peerAddress() + ": " + std::strerror(errno);
       continue;
     }
-    // EAGAIN (a Unix socket's full backlog) started nothing: it fails the attempt.
     if (::connect(fd, addr, len) != 0 && errno != EINPROGRESS && errno != EINTR) {
-      attempt_errors_ +=
-          (attempt_errors_.empty() ? "" : "; ") + peerAddress() + ": " + std::strerror(errno);
+      const int error = errno;
       ::close(fd);
+      // EAGAIN (a Unix socket's full backlog) started nothing; the same socket is tried again.
+      if (error == EAGAIN && addr->sa_family == AF_UNIX && pauseForFullBacklog()) {
+        --next_address_;
+        return;
+      }
+      attempt_errors_ +=
+          (attempt_errors_.empty() ? "" : "; ") + peerAddress() + ": " + std::strerror(error);
       continue;
     }
     if (!attempt_timer_ || !attach(fd, Phase::Connecting)) {
@@ -152,8 +162,27 @@ void UpstreamStream::attemptFailed(const std::string& why) {
   tryNextAddress();
 }
 
+bool UpstreamStream::pauseForFullBacklog() {
+  backlog_pause_ = backlog_pause_ < kFirstBacklogPause
+                       ? kFirstBacklogPause
+                       : std::min(backlog_pause_ * 2, kLastBacklogPause);
+  if (!attempt_timer_ || std::chrono::steady_clock::now() + backlog_pause_ >= deadline_) {
+    return false;
+  }
+  timeval tv{0, static_cast<suseconds_t>(backlog_pause_.count() * 1000)};
+  backlog_waiting_ = true;
+  evtimer_add(attempt_timer_.get(), &tv);
+  return true;
+}
+
 void UpstreamStream::attemptTimeoutCallback(evutil_socket_t, short, void* self) {
-  static_cast<UpstreamStream*>(self)->attemptFailed("connect timed out");
+  auto* stream = static_cast<UpstreamStream*>(self);
+  if (stream->backlog_waiting_) {
+    stream->backlog_waiting_ = false;
+    stream->tryNextAddress();  // the socket whose backlog was full, again
+    return;
+  }
+  stream->attemptFailed("connect timed out");
 }
 
 bool UpstreamStream::onConnectResult(int error) {

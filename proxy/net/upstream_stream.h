@@ -3,7 +3,10 @@
 // dial() resolves the broker's name through evdns (never blocking) and tries every address it
 // gets in turn, each attempt bounded by its share of the remaining `connect_timeout`, until one
 // connects (Connected) or none is left (Closed(Error), closeDetail() says what each attempt
-// met). Destroying the stream at any point cancels resolution and the attempt in flight.
+// met). A Unix socket whose backlog is full (connect's EAGAIN: the broker is slow to accept, where
+// TCP would have queued the connection) is tried again after pauses doubling from 1 ms to 50 ms,
+// while the connect timeout allows. Destroying the stream at any point cancels resolution and the
+// attempt in flight.
 #pragma once
 
 #include <event2/dns.h>
@@ -37,6 +40,9 @@ class UpstreamStream final : public Stream {
   void onResolved(int result, evutil_addrinfo* addresses);
   void tryNextAddress();
   void attemptFailed(const std::string& why);
+  // Arms the attempt timer for the next pause before connecting again to a Unix socket whose
+  // backlog was full; false (nothing armed) when the pause would reach the deadline.
+  bool pauseForFullBacklog();
 
   evdns_base* dns_;
   evdns_getaddrinfo_request* resolving_ = nullptr;
@@ -46,6 +52,8 @@ class UpstreamStream final : public Stream {
   std::string attempt_errors_;  // "addr: reason; ..." for the log
   std::chrono::steady_clock::time_point deadline_;
   EventPtr attempt_timer_;  // null once connected
+  std::chrono::milliseconds backlog_pause_{0};
+  bool backlog_waiting_ = false;  // the attempt timer ends a pause, not an attempt
 };
 
 // "host:port" or "unix:/path", for logs.

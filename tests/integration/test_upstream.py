@@ -2,11 +2,12 @@
 broker can be reached by host name or through a Unix socket."""
 
 import select
+import signal
 import socket
 import time
 import unittest
 
-from harness import IntegrationTest, connect_packet, free_port, pub
+from harness import IntegrationTest, connect_packet, free_port, pub, wait_until
 
 
 def unresponsive_listener(test) -> int:
@@ -88,6 +89,30 @@ class UpstreamTest(IntegrationTest):
         for line in connections:
             self.assertIn(f"New connection from {path}:0 on port 0.", line)
         self.assertEqual(proxy.metric("mqtls_upstream_connect_failures_total"), 0)
+
+    def test_unix_socket_backlog_full_is_waited_out(self):
+        """A connect to a Unix socket whose backlog is full fails at once (EAGAIN) instead of
+        queueing as over TCP, and Mosquitto listens on its Unix socket with a backlog of 10: a
+        burst of devices while the broker is slow to accept still gets through, each dial tried
+        again until the broker accepts."""
+        broker = self.start_broker(unix_socket=True)
+        config = self.proxy_config(free_port(), upstream={"unix_socket": broker.unix_socket,
+                                                          "connect_timeout": "5s"})
+        proxy = self.start_proxy(config)
+        clients = []
+        broker.send_signal(signal.SIGSTOP)  # accepts nothing until SIGCONT
+        try:
+            for i in range(24):
+                client = self.raw(proxy.port)
+                client.send(connect_packet(level=4, client_id=f"burst-{i}"))
+                clients.append(client)
+            time.sleep(0.5)  # every dial has met the backlog, queued or full
+        finally:
+            broker.send_signal(signal.SIGCONT)
+        for client in clients:
+            self.assertEqual(client.read_raw(4), b"\x20\x02\x00\x00")  # CONNACK accepted
+        self.assertEqual(proxy.metric("mqtls_upstream_connect_failures_total"), 0)
+        wait_until(lambda: len(broker.connected_clients()) == 24, what="24 clients at the broker")
 
     def test_upstream_host_name(self):
         broker = self.start_broker()
