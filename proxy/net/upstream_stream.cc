@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <random>
+#include <string>
 
 namespace mqtls::net {
 namespace {
@@ -134,7 +136,10 @@ void UpstreamStream::tryNextAddress() {
         return;
       }
       attempt_errors_ +=
-          (attempt_errors_.empty() ? "" : "; ") + peerAddress() + ": " + std::strerror(error);
+          (attempt_errors_.empty() ? "" : "; ") + peerAddress() + ": " + std::strerror(error) +
+          (backlog_tries_ > 0
+               ? " (backlog full; tried " + std::to_string(backlog_tries_ + 1) + " times)"
+               : "");
       continue;
     }
     if (!attempt_timer_ || !attach(fd, Phase::Connecting)) {
@@ -166,10 +171,16 @@ bool UpstreamStream::pauseForFullBacklog() {
   backlog_pause_ = backlog_pause_ < kFirstBacklogPause
                        ? kFirstBacklogPause
                        : std::min(backlog_pause_ * 2, kLastBacklogPause);
-  if (!attempt_timer_ || std::chrono::steady_clock::now() + backlog_pause_ >= deadline_) {
+  // Jittered by +-50%, so that a burst of devices does not knock in step.
+  thread_local std::minstd_rand jitter(static_cast<unsigned>(::getpid()));
+  const auto pause = std::chrono::microseconds(
+      backlog_pause_.count() * 500 + static_cast<long>(jitter() % 1000) * backlog_pause_.count());
+  if (!attempt_timer_ || std::chrono::steady_clock::now() + pause >= deadline_) {
     return false;
   }
-  timeval tv{0, static_cast<suseconds_t>(backlog_pause_.count() * 1000)};
+  timeval tv{static_cast<time_t>(pause.count() / 1000000),
+             static_cast<suseconds_t>(pause.count() % 1000000)};
+  ++backlog_tries_;
   backlog_waiting_ = true;
   evtimer_add(attempt_timer_.get(), &tv);
   return true;

@@ -4,9 +4,9 @@
 // gets in turn, each attempt bounded by its share of the remaining `connect_timeout`, until one
 // connects (Connected) or none is left (Closed(Error), closeDetail() says what each attempt
 // met). A Unix socket whose backlog is full (connect's EAGAIN: the broker is slow to accept, where
-// TCP would have queued the connection) is tried again after pauses doubling from 1 ms to 50 ms,
-// while the connect timeout allows. Destroying the stream at any point cancels resolution and the
-// attempt in flight.
+// TCP would have queued the connection) is tried again after pauses doubling from 1 ms to 50 ms
+// (each jittered by +-50%), while the connect timeout allows. Destroying the stream at any point
+// cancels resolution and the attempt in flight.
 #pragma once
 
 #include <event2/dns.h>
@@ -53,6 +53,7 @@ class UpstreamStream final : public Stream {
   std::chrono::steady_clock::time_point deadline_;
   EventPtr attempt_timer_;  // null once connected
   std::chrono::milliseconds backlog_pause_{0};
+  int backlog_tries_ = 0;
   bool backlog_waiting_ = false;  // the attempt timer ends a pause, not an attempt
 };
 

@@ -12,9 +12,12 @@
 #include <openssl/x509.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <string>
 #include <vector>
 
+#include "tls/context_store.h"
 #include "tls/library_contexts.h"
 #include "util/openssl_ptr.h"
 
@@ -227,6 +230,43 @@ TEST(LibraryContexts, EverySlotHasAHandshakeLibraryOfItsOwn) {
     }
   }
   EXPECT_EQ(libraries.handshakesAt(8), libraries.handshakesAt(2));
+}
+
+// An OpenSSL configuration that activates a provider besides the default one (as a FIPS setup
+// does): no slot gets a handshake library context, the note says why, and contexts are built and
+// handshake where their files are read, as before.
+TEST(LibraryContexts, AnotherProviderInTheConfigurationKeepsHandshakesWhereFilesAreRead) {
+  const std::string conf = ::testing::TempDir() + "/two-providers.cnf";
+  std::ofstream(conf) << "openssl_conf = openssl_init\n"
+                         "[openssl_init]\nproviders = provider_sect\n"
+                         "[provider_sect]\ndefault = default_sect\nbase = base_sect\n"
+                         "[default_sect]\nactivate = 1\n[base_sect]\nactivate = 1\n";
+  const char* before = std::getenv("OPENSSL_CONF");
+  const std::string saved = before != nullptr ? before : "";
+  ::setenv("OPENSSL_CONF", conf.c_str(), 1);  // read by the further slots' library contexts
+  LibraryContexts libraries(2);
+  if (before != nullptr) {
+    ::setenv("OPENSSL_CONF", saved.c_str(), 1);
+  } else {
+    ::unsetenv("OPENSSL_CONF");
+  }
+  ASSERT_TRUE(libraries.warnings().empty()) << libraries.warnings().front();
+  EXPECT_NE(libraries.handshakeNote().find("base"), std::string::npos) << libraries.handshakeNote();
+  EXPECT_EQ(libraries.handshakesAt(0), libraries.at(0));
+  EXPECT_EQ(libraries.handshakesAt(1), libraries.at(1));
+  EXPECT_EQ(liveForwardings(), 0u);  // the slot that could have had one gave it back
+
+  config::TlsSettings settings;
+  settings.cert_file = certPath("server-ec.pem");
+  settings.key_file = certPath("server-ec.key");
+  settings.client_ca_file = certPath("ca-bundle.pem");
+  BuildReport report;
+  TlsContextPtr initial = ContextStore::build(settings, report);
+  ASSERT_NE(initial, nullptr);
+  auto made = ContextStore::create(initial, settings, libraries);
+  ASSERT_TRUE(made.ok()) << made.error().message;
+  EXPECT_EQ((*made)->current(0), initial);  // nothing to build again
+  EXPECT_EQ((*made)->current(1)->handshakeLibrary(), libraries.at(1));
 }
 
 }  // namespace
