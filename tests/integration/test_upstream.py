@@ -119,6 +119,21 @@ class UpstreamTest(IntegrationTest):
         self.assertEqual(proxy.metric("mqtls_upstream_connect_failures_total"), 0)
         wait_until(lambda: len(broker.connected_clients()) == 24, what="24 clients at the broker")
 
+    def test_unix_socket_missing_fails_at_once(self):
+        """No socket file (the broker is down): the device hears "server unavailable" at once,
+        not after the connect timeout; only a full backlog is waited out."""
+        path = str(self.workdir / "no-broker.sock")
+        config = self.proxy_config(free_port(), upstream={"unix_socket": path,
+                                                          "connect_timeout": "10s"})
+        proxy = self.start_proxy(config)
+        started = time.monotonic()
+        result = pub(proxy.port, "devices/device-001/x", "lost", version="mqttv5")
+        self.assertEqual(result.returncode, 0x88, result.stderr)
+        self.assertLess(time.monotonic() - started, 5)
+        record = proxy.wait_access(close="broker_unavailable")
+        self.assertEqual(record["identity"], "device-001")
+        self.assertIn("No such file or directory", proxy.log())
+
     def _unix_backlog_full(self, path: str) -> bool:
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         probe.setblocking(False)

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "tls/context.h"
+#include "tls/handshake_library.h"
 
 namespace mqtls::tls {
 namespace {
@@ -57,6 +58,24 @@ TEST(TlsSites, NamesPickSites) {
   EXPECT_EQ(context->identityPolicy(), nullptr);
   ASSERT_NE(exact->identityPolicy(), nullptr);
   EXPECT_EQ(exact->identityPolicy()->username_from.front(), config::IdentitySource::SanUri);
+}
+
+// A site's SSL_CTX lives where its listener's does: in the slot's handshake library context,
+// its files read in the slot's library context.
+TEST(TlsSites, SitesAreBuiltInTheirListenersLibraryContexts) {
+  std::string why;
+  auto handshakes = makeHandshakeLibrary(nullptr, why);
+  ASSERT_NE(handshakes, nullptr) << why;
+  auto s = listenerSettings();
+  s.sites.push_back(site({"a.example.test"}, "server-rsa"));
+  BuildReport report;
+  auto context = TlsContext::build(s, report, {}, BuildSlot{nullptr, handshakes->get()});
+  ASSERT_NE(context, nullptr);
+  const TlsContext& site_context = context->siteFor("a.example.test");
+  ASSERT_NE(&site_context, context.get());
+  EXPECT_EQ(context->handshakeLibrary(), handshakes->get());
+  EXPECT_EQ(site_context.handshakeLibrary(), handshakes->get());
+  EXPECT_EQ(site_context.library(), nullptr);
 }
 
 TEST(TlsSites, SiteProblemsCarryTheSiteKey) {
