@@ -68,8 +68,7 @@ certs="$build/certs"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 broker_port=$(free_port)
-printf 'listener %s 127.0.0.1\nallow_anonymous true\nlog_dest stderr\nlog_type error\nset_tcp_nodelay true\n' \
-  "$broker_port" >"$work/broker.conf"
+{ echo "listener $broker_port 127.0.0.1"; mosquitto_common_config; } >"$work/broker.conf"
 taskset -c 0 mosquitto -c "$work/broker.conf" 2>"$work/broker.log" &
 pids+=($!)
 wait_listening mosquitto "$!" "$broker_port" "$work/broker.log"

@@ -176,14 +176,7 @@ bash certs/gen.sh "$certs"
 
 say "servers"
 broker_port=$(free_port)
-cat >"$work/mosquitto-plain.conf" <<CONF
-listener $broker_port 127.0.0.1
-allow_anonymous true
-log_dest stderr
-log_type error
-max_queued_messages 100000
-set_tcp_nodelay true
-CONF
+{ echo "listener $broker_port 127.0.0.1"; mosquitto_common_config; } >"$work/mosquitto-plain.conf"
 "${server_pin[@]}" mosquitto -c "$work/mosquitto-plain.conf" 2>"$work/mosquitto-plain.log" &
 broker_pid=$!
 pids+=("$broker_pid")

@@ -97,21 +97,19 @@ int getCapabilities(void* context, const char* capability, OSSL_CALLBACK* callba
   return inner != nullptr ? OSSL_PROVIDER_get_capabilities(inner, capability, callback, arg) : 0;
 }
 
+void dropIfUnused(const void* context);
+
+// OpenSSL's teardown of one loaded forwarding provider: one user fewer, the entry released with
+// the last.
 void teardown(void* context) {
-  OSSL_PROVIDER* release = nullptr;
-  const OSSL_ALGORITHM* decoders = nullptr;
   {
     std::lock_guard lock(registry().mutex);
     auto found = registry().by_context.find(context);
     if (found == registry().by_context.end() || --found->second.users > 0) {
       return;
     }
-    release = found->second.inner;
-    decoders = found->second.inner_decoders;
-    registry().by_context.erase(found);
   }
-  OSSL_PROVIDER_unquery_operation(release, OSSL_OP_DECODER, decoders);
-  OSSL_PROVIDER_unload(release);
+  dropIfUnused(context);
 }
 
 const OSSL_DISPATCH kDispatch[] = {
@@ -176,7 +174,8 @@ const void* registerForwarding(OSSL_PROVIDER* inner) {
   return context;
 }
 
-// Drops the entry of `context` if no provider counts as its user (a load that failed before
+// Drops the entry of `context`, giving back the default provider's decoders and reference, if no
+// loaded provider counts as its user (after the last teardown, or a load that failed before
 // providerInit counted one).
 void dropIfUnused(const void* context) {
   OSSL_PROVIDER* release = nullptr;
