@@ -28,6 +28,7 @@ constexpr std::array<std::string_view, 6> kClientKeyTypes = {"EC",      "RSA",  
 // One forwarding provider's state: the default provider it passes through to (one reference
 // held), that provider's decoders as queried (given back at the end) and the subset offered.
 struct Forwarding {
+  OSSL_LIB_CTX* files = nullptr;  // the library context `inner` belongs to (null: the default one)
   OSSL_PROVIDER* inner = nullptr;
   const OSSL_ALGORITHM* inner_decoders = nullptr;
   std::vector<OSSL_ALGORITHM> decoders;  // ends with an all-null entry
@@ -153,7 +154,7 @@ bool offeredForHandshakes(const OSSL_ALGORITHM& decoder) {
 
 // Registers (or finds) the forwarding state for `inner`, whose reference it takes over; returns
 // the provider context to load with. The entry counts no user until providerInit runs.
-const void* registerForwarding(OSSL_PROVIDER* inner) {
+const void* registerForwarding(OSSL_LIB_CTX* files, OSSL_PROVIDER* inner) {
   const void* context = OSSL_PROVIDER_get0_provider_ctx(inner);
   std::lock_guard lock(registry().mutex);
   auto [entry, added] = registry().by_context.try_emplace(context);
@@ -163,6 +164,7 @@ const void* registerForwarding(OSSL_PROVIDER* inner) {
     return context;
   }
   int no_cache = 0;
+  forwarding.files = files;
   forwarding.inner = inner;
   forwarding.inner_decoders = OSSL_PROVIDER_query_operation(inner, OSSL_OP_DECODER, &no_cache);
   for (const OSSL_ALGORITHM* d = forwarding.inner_decoders; d && d->algorithm_names; ++d) {
@@ -236,7 +238,7 @@ std::unique_ptr<HandshakeLibrary> makeHandshakeLibrary(OSSL_LIB_CTX* files, std:
     why = "cannot create a library context for handshakes (" + takeOpenSslError() + ")";
     return nullptr;
   }
-  loading_context = registerForwarding(inner);
+  loading_context = registerForwarding(files, inner);
   loading_counted = false;
   OSSL_PROVIDER* provider =
       OSSL_PROVIDER_add_builtin(library.get(), kProviderName, &providerInit) == 1
@@ -256,6 +258,12 @@ std::unique_ptr<HandshakeLibrary> makeHandshakeLibrary(OSSL_LIB_CTX* files, std:
 std::size_t liveForwardings() {
   std::lock_guard lock(registry().mutex);
   return registry().by_context.size();
+}
+
+bool forwardsTo(OSSL_LIB_CTX* files) {
+  std::lock_guard lock(registry().mutex);
+  return std::any_of(registry().by_context.begin(), registry().by_context.end(),
+                     [files](const auto& entry) { return entry.second.files == files; });
 }
 
 int decoderCount(OSSL_LIB_CTX* library) {

@@ -52,6 +52,8 @@ std::unique_ptr<HandshakeLibrary> makeHandshakeLibrary(OSSL_LIB_CTX* files, std:
 // How many files library contexts' default providers handshake library contexts still forward to:
 // 0 once every handshake library context and everything made in it is gone.
 std::size_t liveForwardings();
+// Whether a handshake library context's provider still forwards to `files`.
+bool forwardsTo(OSSL_LIB_CTX* files);
 
 // How many decoders `library` offers (null: the default library context); for tests and logs.
 int decoderCount(OSSL_LIB_CTX* library);

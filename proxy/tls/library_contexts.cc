@@ -60,11 +60,11 @@ LibraryContexts::LibraryContexts(std::size_t slots) {
 
 LibraryContexts::~LibraryContexts() {
   handshakes_.clear();
-  if (liveForwardings() > 0) {
-    // Something made in a handshake library context outlived it, so its provider, which
-    // forwards to a slot's library context, is not torn down yet: keep those alive (the process
-    // is ending; nothing frees them earlier than this in mqtls).
-    for (auto& library : slots_) {
+  for (auto& library : slots_) {
+    if (library && forwardsTo(library.get())) {
+      // Something made in a handshake library context outlived it, so its provider, which
+      // forwards to this slot's library context, is not torn down yet: keep that one alive
+      // (the process is ending; nothing frees them earlier than this in mqtls).
       static_cast<void>(library.release());
     }
   }
