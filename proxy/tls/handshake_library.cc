@@ -49,10 +49,8 @@ Registry& registry() {
   return *instance;
 }
 
-// Set by makeHandshakeLibrary for the one OSSL_PROVIDER_load call that runs providerInit;
-// providerInit sets loading_counted once it has counted its user.
+// Set by makeHandshakeLibrary for the one OSSL_PROVIDER_load call that runs providerInit.
 thread_local const void* loading_context = nullptr;
-thread_local bool loading_counted = false;
 
 OSSL_PROVIDER* innerOf(const void* context) {
   std::lock_guard lock(registry().mutex);
@@ -135,7 +133,6 @@ int providerInit(const OSSL_CORE_HANDLE*, const OSSL_DISPATCH*, const OSSL_DISPA
     }
     ++found->second.users;  // from here on OpenSSL calls teardown for this user
   }
-  loading_counted = true;
   *provider_context = const_cast<void*>(loading_context);
   *out = kDispatch;
   return 1;
@@ -239,7 +236,6 @@ std::unique_ptr<HandshakeLibrary> makeHandshakeLibrary(OSSL_LIB_CTX* files, std:
     return nullptr;
   }
   loading_context = registerForwarding(files, inner);
-  loading_counted = false;
   OSSL_PROVIDER* provider =
       OSSL_PROVIDER_add_builtin(library.get(), kProviderName, &providerInit) == 1
           ? OSSL_PROVIDER_load(library.get(), kProviderName)
