@@ -39,10 +39,14 @@ ClientTlsStream::~ClientTlsStream() {
     return;  // freed without SSL_shutdown: OpenSSL drops the session from its cache
   }
   // A clean session: close_notify (if not sent yet) and mark it shut down, so OpenSSL keeps it
-  // resumable when the SSL is freed (before the socket is closed).
+  // resumable when the SSL is freed (before the socket is closed). The socket is closed right
+  // after: the alert waits for that close's FIN to leave in one segment with it.
   if ((SSL_get_shutdown(session) & SSL_SENT_SHUTDOWN) == 0) {
+    socket_.deferFlushes(true);
     SSL_shutdown(session);
+    socket_.deferFlushes(false);
     ERR_clear_error();
+    socket_.flush(/*last=*/true);  // a full socket drops it, as it would the alert
   }
   SSL_set_shutdown(session, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
 }
@@ -65,6 +69,18 @@ tls::SessionFacts ClientTlsStream::sessionFacts() const {
 X509* ClientTlsStream::peerCertificate() const {
   SSL* session = ssl();
   return session != nullptr ? SSL_get0_peer_certificate(session) : nullptr;
+}
+
+std::shared_ptr<const tls::PeerIdentity> ClientTlsStream::keptPeerIdentity() const {
+  SSL* session = ssl();
+  return session != nullptr ? tls::keptPeerIdentity(SSL_get_session(session)) : nullptr;
+}
+
+std::string ClientTlsStream::serverName() const {
+  SSL* session = ssl();
+  const char* name =
+      session != nullptr ? SSL_get_servername(session, TLSEXT_NAMETYPE_host_name) : nullptr;
+  return name != nullptr ? name : "";
 }
 
 bool ClientTlsStream::certificateCurrent() const {

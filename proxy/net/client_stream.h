@@ -17,6 +17,7 @@
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -24,6 +25,7 @@
 #include "net/gathering_socket.h"
 #include "net/stream.h"
 #include "tls/context.h"
+#include "tls/peer_identity.h"
 #include "util/openssl_ptr.h"
 
 namespace mqtls::net {
@@ -43,6 +45,10 @@ class ClientTlsStream final : public Stream {
   tls::SessionFacts sessionFacts() const;
   // The verified leaf certificate, or null when the client sent none.
   X509* peerCertificate() const;
+  // The identity a resumed session carries from when it was stored (null if none).
+  std::shared_ptr<const tls::PeerIdentity> keptPeerIdentity() const;
+  // The server name the client asked for (SNI), empty when it sent none.
+  std::string serverName() const;
   // False when the client certificate is outside its validity period now (for a resumed session,
   // whose certificate was verified when the session began).
   bool certificateCurrent() const;

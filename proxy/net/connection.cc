@@ -198,9 +198,7 @@ void Connection::onHandshakeFailed() {
       looked != tls::VerifyCacheResult::None) {
     listener_metrics_.verifyCacheLookup(looked == tls::VerifyCacheResult::Hit);
   }
-  if (const char* name = SSL_get_servername(client_->ssl(), TLSEXT_NAMETYPE_host_name)) {
-    record_.sni = name;
-  }
+  record_.sni = client_->serverName();
   if (failure.reason == "eof") {
     // Port probes and health checks close before a handshake: not worth a warning.
     spdlog::debug("connection {}: client {} closed during the TLS handshake", id_, record_.peer);

@@ -1,6 +1,7 @@
 // Connection: one client, from accept to close, as an explicit state machine over two streams
 // (net/stream.h): the client's TLS stream and, once admitted, the broker's stream. It never
-// touches sockets or OpenSSL itself.
+// touches a socket and never drives the TLS session: it only reads the session's facts (version,
+// SNI, the verified certificate, cache results) through the client stream and tls/.
 //
 //   Handshaking --handshake done--> AwaitingConnect --CONNECT decoded--> Admitting
 //   Admitting --accepted--> Dialing --broker connected--> Streaming

@@ -104,9 +104,7 @@ void Connection::onHandshakeDone() {
   record_.tls_version = facts.version;
   record_.cipher = facts.cipher;
   record_.resumed = facts.resumed;
-  if (const char* name = SSL_get_servername(client_->ssl(), TLSEXT_NAMETYPE_host_name)) {
-    record_.sni = name;
-  }
+  record_.sni = client_->serverName();
   if (facts.resumed && !client_->certificateCurrent()) {
     // A session outliving its certificate: never resumed again, and refused now.
     client_->forgetSession();
@@ -136,7 +134,7 @@ void Connection::onHandshakeDone() {
   }
   if (X509* leaf = client_->peerCertificate()) {
     // A renewed session (TLS 1.3 resumption) carries the identity extracted when it was stored.
-    peer_ = tls::keptPeerIdentity(SSL_get_session(client_->ssl()));
+    peer_ = client_->keptPeerIdentity();
     if (!peer_) {
       auto identity = tls::extractPeerIdentity(leaf);
       if (identity) {

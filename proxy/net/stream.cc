@@ -301,12 +301,14 @@ bool Stream::onConnectResult(int error) {
   return becomeOpen();
 }
 
-// The transport is ready: bytes flow from now on. Whatever was queued or already received
+// The transport is ready: bytes flow from now on. Whatever was queued or already read ahead
 // (TLS records that arrived with the handshake) is handled on this loop turn.
 bool Stream::becomeOpen() {
   phase_ = Phase::Open;
   syncInterest();
-  schedule(kSoonRead | kSoonFlush);
+  // Bytes in the socket are announced by its readiness; only what the transport read ahead
+  // (TLS records that came with the handshake) has to be read here.
+  schedule(kSoonFlush | (holdsInput() ? kSoonRead : 0));
   return onConnected();
 }
 
@@ -470,7 +472,7 @@ Stream::IoResult Stream::receive(void* into, std::size_t capacity) {
 }
 
 Stream::IoResult Stream::send(evbuffer* from) {
-  const int n = evbuffer_write_atmost(from, fd_, -1);
+  const int n = finishing_ ? sendBeforeShutdown(from) : evbuffer_write_atmost(from, fd_, -1);
   if (n > 0) {
     return {Io::Progress, static_cast<std::size_t>(n)};
   }
@@ -479,6 +481,24 @@ Stream::IoResult Stream::send(evbuffer* from) {
   }
   markClosed(CloseKind::Error, n < 0 ? std::strerror(errno) : "write failed");
   return {Io::Error};
+}
+
+// The write side is shut as soon as output() is out: MSG_MORE lets the kernel keep these bytes
+// back so that the shutdown's FIN leaves in the same segment (shutdown pushes them), which saves
+// the peer a wakeup and, on loopback, this process the peer's receive work. The bytes leave
+// anyway if the socket is closed instead.
+int Stream::sendBeforeShutdown(evbuffer* from) {
+  const std::size_t size = std::min(evbuffer_get_length(from), kReadChunk);
+  unsigned char* data = evbuffer_pullup(from, static_cast<ev_ssize_t>(size));
+  if (data == nullptr) {
+    errno = ENOMEM;
+    return -1;
+  }
+  const ssize_t n = ::send(fd_, data, size, MSG_NOSIGNAL | MSG_MORE);
+  if (n > 0) {
+    evbuffer_drain(from, static_cast<std::size_t>(n));
+  }
+  return static_cast<int>(n);
 }
 
 }  // namespace mqtls::net

@@ -1,5 +1,5 @@
 // Stream: one side of a proxied connection (the client, or the broker) behind one interface, so
-// that the connection's state machine never touches sockets or OpenSSL itself. A stream kind
+// that the connection's state machine never touches a socket or drives OpenSSL. A stream kind
 // decides how bytes are carried (plain TCP, TLS, later a PROXY header or WebSocket framing); the
 // connection only sees two buffers and a few events.
 //
@@ -169,6 +169,7 @@ class Stream {
   static void soonCallback(evutil_socket_t fd, short what, void* self);
   static void outputChanged(evbuffer* buffer, const evbuffer_cb_info* info, void* self);
 
+  int sendBeforeShutdown(evbuffer* from);
   void schedule(std::uint8_t work);
   void readHeldLater();
   bool onReadable();

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "net/net_test_support.h"
+#include "net/tcp_probe.h"
 
 namespace mqtls::net::testing {
 namespace {
@@ -44,10 +45,17 @@ class ClientTlsStreamTest : public NetTest {
     NetTest::TearDown();
   }
 
-  // Handshakes a client (client.pem) with a fresh stream.
-  void open() {
+  // Handshakes a client (client.pem) with a fresh stream, over a socketpair or loopback TCP.
+  void open(bool tcp = false) {
     int fds[2];
-    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+    if (tcp) {
+      const TcpPair pair = tcpPair();
+      ASSERT_GE(pair.near, 0);
+      fds[0] = pair.near;
+      fds[1] = pair.far;
+    } else {
+      ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+    }
     const int big = 4 << 20;  // the kernel caps it; what matters is several read budgets
     setsockopt(fds[1], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
     client_fd_ = fds[1];
@@ -245,6 +253,25 @@ TEST_F(ClientTlsStreamTest, AHeldTicketLeavesWithTheClose) {
   }));
   EXPECT_EQ(SSL_get_error(client_.get(), rc), SSL_ERROR_ZERO_RETURN);
   EXPECT_EQ(SSL_SESSION_is_resumable(SSL_get0_session(client_.get())), 1);
+}
+
+// A stream destroyed after a clean session (the client's DISCONNECT was its last word) sends the
+// held ticket and close_notify in the segment that carries the FIN.
+TEST_F(ClientTlsStreamTest, CloseNotifyOfAStreamDestroyedLeavesWithTheFin) {
+  open(/*tcp=*/true);
+  runFor(std::chrono::milliseconds(250));  // any delayed ACK has arrived
+  const std::uint32_t before = segmentsIn(client_fd_);
+  stream_.reset();
+  char byte = 0;
+  int rc = 0;
+  ASSERT_TRUE(runUntil([&] {
+    rc = SSL_read(client_.get(), &byte, 1);
+    return rc <= 0 && SSL_get_error(client_.get(), rc) != SSL_ERROR_WANT_READ;
+  }));
+  EXPECT_EQ(SSL_get_error(client_.get(), rc), SSL_ERROR_ZERO_RETURN);
+  EXPECT_EQ(SSL_SESSION_is_resumable(SSL_get0_session(client_.get())), 1);
+  EXPECT_EQ(::recv(client_fd_, &byte, 1, 0), 0) << "then the FIN";
+  EXPECT_EQ(segmentsIn(client_fd_) - before, 1u) << "close_notify and the FIN left apart";
 }
 
 TEST_F(ClientTlsStreamTest, OutputLargerThanTheSocketArrivesWholeAndInOrderThenCloseNotify) {

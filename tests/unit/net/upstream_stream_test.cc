@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "net/net_test_support.h"
+#include "net/tcp_probe.h"
 #include "net/upstream_stream.h"
 
 namespace mqtls::net::testing {
@@ -83,6 +84,37 @@ TEST_F(UpstreamStreamTest, EveryAddressFailingReportsEachAttempt) {
   EXPECT_EQ(stream.closeKind(), CloseKind::Error);
   EXPECT_NE(stream.closeDetail().find("127.0.0.2"), std::string::npos) << stream.closeDetail();
   EXPECT_NE(stream.closeDetail().find("127.0.0.3"), std::string::npos) << stream.closeDetail();
+}
+
+// Closing towards the broker (a client's DISCONNECT, then the write shutdown) costs the broker
+// one segment to receive, not two: the last bytes wait for the FIN.
+TEST_F(UpstreamStreamTest, TheLastBytesAndTheFinLeaveInOneSegment) {
+  std::uint16_t port = 0;
+  const int listener = listenLoopback(port);
+  ASSERT_GE(listener, 0);
+  Recorder recorder;
+  UpstreamStream stream(recorder, base(), dns());
+  config::Upstream upstream;
+  upstream.host = "127.0.0.1";
+  upstream.port = port;
+  stream.dial(upstream);
+  ASSERT_TRUE(runUntil([&] { return !recorder.events.empty(); }));
+  ASSERT_EQ(recorder.events.front(), StreamEvent::Connected) << stream.closeDetail();
+  const int broker = ::accept(listener, nullptr, nullptr);
+  ::close(listener);
+  ASSERT_GE(broker, 0);
+  const std::uint32_t before = segmentsIn(broker);
+
+  const std::string disconnect("\xe0\x00", 2);
+  evbuffer_add(stream.output(), disconnect.data(), disconnect.size());
+  stream.finish();
+  ASSERT_TRUE(runUntil([&] { return stream.finished(); }));
+  std::string got(16, '\0');
+  ASSERT_EQ(::recv(broker, got.data(), got.size(), 0), 2);
+  EXPECT_EQ(got.substr(0, 2), disconnect);
+  EXPECT_EQ(::recv(broker, got.data(), got.size(), 0), 0) << "then the FIN";
+  EXPECT_EQ(segmentsIn(broker) - before, 1u) << "the bytes and the FIN left apart";
+  ::close(broker);
 }
 
 TEST_F(UpstreamStreamTest, DestroyingTheStreamWhileResolvingIsSafe) {

@@ -1,0 +1,73 @@
+#include "net/tcp_probe.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/tcp.h>  // tcp_info with segs_in; glibc's netinet/tcp.h lacks it
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace mqtls::net::testing {
+namespace {
+
+void setNonBlocking(int fd) {
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+}  // namespace
+
+int listenLoopback(std::uint16_t& port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::listen(fd, 4) != 0 || ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    if (fd >= 0) {
+      ::close(fd);
+    }
+    return -1;
+  }
+  port = ntohs(addr.sin_port);
+  return fd;
+}
+
+TcpPair tcpPair() {
+  std::uint16_t port = 0;
+  const int listener = listenLoopback(port);
+  if (listener < 0) {
+    return {};
+  }
+  TcpPair pair;
+  pair.near = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  if (pair.near >= 0 &&
+      ::connect(pair.near, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    pair.far = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+  }
+  ::close(listener);
+  if (pair.far < 0) {
+    if (pair.near >= 0) {
+      ::close(pair.near);
+    }
+    return {};
+  }
+  setNonBlocking(pair.near);
+  setNonBlocking(pair.far);
+  return pair;
+}
+
+std::uint32_t segmentsIn(int fd) {
+  tcp_info info{};
+  socklen_t len = sizeof info;
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0) {
+    return 0;
+  }
+  return info.tcpi_segs_in;
+}
+
+}  // namespace mqtls::net::testing
