@@ -77,6 +77,8 @@ Result<evutil_socket_t> bindSocket(const config::Listener& listener, bool probe_
   }
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  // Accepted sockets inherit it (Linux clones them from the listener): no system call per client.
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (bind(fd, addr, address->second) != 0 || listen(fd, kBacklog) != 0) {
     const int err = errno;
     ::close(fd);
@@ -262,8 +264,6 @@ void Worker::onAccept(const ListenerRuntime& listener, evutil_socket_t fd, socka
   } else {
     metrics_.connectionAccepted(listener.settings->name);
   }
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   auto id = ids_.fetch_add(1, std::memory_order_relaxed) + 1;
   auto connection = std::make_unique<Connection>(
       *this, id, listener.settings->name,

@@ -1,7 +1,9 @@
 """Messages flow through mqtls: publish/subscribe in every MQTT version, a large payload, an RSA
 server certificate and an IPv6 listener."""
 
+import ctypes
 import os
+import socket
 import ssl
 import unittest
 
@@ -10,6 +12,59 @@ from harness import IntegrationTest, cert, pub
 
 # Why ::1 cannot carry a TCP connection here (the skip reason), or None when it can.
 IPV6_PROBLEM = harness.ipv6_loopback_problem()
+
+SYS_PIDFD_GETFD = 438  # x86-64 and arm64 alike
+
+
+def tcp_socket_inodes(local_port: int | None = None, remote_port: int | None = None) -> set[int]:
+    """Inodes of established IPv4 TCP sockets on these ports, from /proc/net/tcp."""
+    inodes = set()
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            local, remote, state, inode = fields[1], fields[2], fields[3], int(fields[9])
+            if state != "01" or inode == 0:
+                continue
+            if local_port is not None and int(local.split(":")[1], 16) != local_port:
+                continue
+            if remote_port is not None and int(remote.split(":")[1], 16) != remote_port:
+                continue
+            inodes.add(inode)
+    return inodes
+
+
+def socket_inodes(pid: int) -> set[int]:
+    """Inodes of the sockets process `pid` holds."""
+    inodes = set()
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{name}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def socket_of(pid: int, inode: int) -> socket.socket:
+    """A duplicate of process `pid`'s descriptor for the socket `inode` (pidfd_getfd)."""
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{name}") != f"socket:[{inode}]":
+                continue
+        except OSError:
+            continue
+        pidfd = os.pidfd_open(pid)
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = libc.syscall(SYS_PIDFD_GETFD, pidfd, int(name), 0)
+            if fd < 0:
+                raise OSError(ctypes.get_errno(), "pidfd_getfd")
+            return socket.socket(fileno=fd)
+        finally:
+            os.close(pidfd)
+    raise AssertionError(f"process {pid} holds no socket {inode}")
 
 
 class PublishTest(IntegrationTest):
@@ -74,6 +129,29 @@ class PublishTest(IntegrationTest):
         self.assertGreaterEqual(
             metrics.get_value("mqtls_forwarded_bytes_total", direction="broker_to_client"),
             len(payload))
+
+    def test_both_sockets_of_a_connection_send_small_packets_at_once(self):
+        # A PUBACK or a 2-byte PINGRESP must not wait behind Nagle's algorithm for an ACK, on
+        # either side. The client's socket gets TCP_NODELAY from the listener it is accepted
+        # from, the broker's when it connects; both are checked on mqtls's own descriptors.
+        start = len(self.broker.log())
+        sub = self.start_sub(self.proxy.port, "devices/device-002/nodelay", identity="client2",
+                             client_id="sub-nodelay", count=0)
+        self.broker.wait_subscribed("sub-nodelay", start=start)
+        held = socket_inodes(self.proxy.pid)
+        client_side = tcp_socket_inodes(local_port=self.proxy.port) & held
+        broker_side = tcp_socket_inodes(remote_port=self.broker.port) & held
+        self.assertEqual(len(client_side), 1, client_side)
+        self.assertEqual(len(broker_side), 1, broker_side)
+        for side, inodes in (("client", client_side), ("broker", broker_side)):
+            try:
+                dup = socket_of(self.proxy.pid, inodes.pop())
+            except PermissionError as error:
+                self.skipTest(f"cannot borrow mqtls's descriptors here: {error}")
+            with dup:
+                self.assertEqual(dup.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1,
+                                 f"the {side} socket has Nagle's algorithm on")
+        sub.kill()
 
     def test_rsa_server_certificate(self):
         config = self.proxy_config(self.broker.port, listeners=[{
