@@ -117,6 +117,42 @@ TEST_F(UpstreamStreamTest, TheLastBytesAndTheFinLeaveInOneSegment) {
   ::close(broker);
 }
 
+// A broker that answers with a refusing CONNACK and resets the connection: the write that meets
+// the reset fails, and the CONNACK that arrived before it is still delivered, before the close.
+TEST_F(UpstreamStreamTest, WhatTheBrokerSentBeforeAResetArrivesWhenAWriteFails) {
+  std::uint16_t port = 0;
+  const int listener = listenLoopback(port);
+  ASSERT_GE(listener, 0);
+  Recorder recorder;
+  UpstreamStream stream(recorder, base(), dns());
+  config::Upstream upstream;
+  upstream.host = "127.0.0.1";
+  upstream.port = port;
+  stream.dial(upstream);
+  ASSERT_TRUE(runUntil([&] { return !recorder.events.empty(); }));
+  ASSERT_EQ(recorder.events.front(), StreamEvent::Connected) << stream.closeDetail();
+  const int broker = ::accept(listener, nullptr, nullptr);
+  ::close(listener);
+  ASSERT_GE(broker, 0);
+
+  const std::string refusal("\x20\x02\x00\x05", 4);  // CONNACK: not authorized
+  ASSERT_EQ(::send(broker, refusal.data(), refusal.size(), 0), 4);
+  const linger reset{1, 0};
+  ::setsockopt(broker, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+  ::close(broker);  // RST: the stream's next write fails
+  const std::string publish("\x30\x03\x00\x01t", 5);
+  evbuffer_add(stream.output(), publish.data(), publish.size());  // written before any read
+
+  ASSERT_TRUE(runUntil([&] { return recorder.events.back() == StreamEvent::Closed; }));
+  EXPECT_EQ(recorder.events,
+            (std::vector<StreamEvent>{StreamEvent::Connected, StreamEvent::Readable,
+                                      StreamEvent::Closed}));
+  std::string got(evbuffer_get_length(stream.input()), '\0');
+  evbuffer_copyout(stream.input(), got.data(), got.size());
+  EXPECT_EQ(got, refusal);
+  EXPECT_EQ(stream.closeKind(), CloseKind::Error);
+}
+
 TEST_F(UpstreamStreamTest, DestroyingTheStreamWhileResolvingIsSafe) {
   Recorder recorder;
   {
