@@ -301,13 +301,11 @@ bool Stream::onConnectResult(int error) {
   return becomeOpen();
 }
 
-// The transport is ready: bytes flow from now on. Whatever was queued or already read ahead
-// (TLS records that arrived with the handshake) is handled on this loop turn.
+// The transport is ready: bytes flow. What was queued or read ahead (TLS records that came with
+// the handshake) is handled on this loop turn; the socket's bytes are announced by readiness.
 bool Stream::becomeOpen() {
   phase_ = Phase::Open;
   syncInterest();
-  // Bytes in the socket are announced by its readiness; only what the transport read ahead
-  // (TLS records that came with the handshake) has to be read here.
   schedule(kSoonFlush | (holdsInput() ? kSoonRead : 0));
   return onConnected();
 }
@@ -483,10 +481,8 @@ Stream::IoResult Stream::send(evbuffer* from) {
   return {Io::Error};
 }
 
-// The write side is shut as soon as output() is out: MSG_MORE lets the kernel keep these bytes
-// back so that the shutdown's FIN leaves in the same segment (shutdown pushes them), which saves
-// the peer a wakeup and, on loopback, this process the peer's receive work. The bytes leave
-// anyway if the socket is closed instead.
+// The write side is shut once output() is out: with MSG_MORE the last bytes wait for that FIN
+// (shutdown, or a close, pushes them) and leave in its segment, sparing the peer a wakeup.
 int Stream::sendBeforeShutdown(evbuffer* from) {
   const std::size_t size = std::min(evbuffer_get_length(from), kReadChunk);
   unsigned char* data = evbuffer_pullup(from, static_cast<ev_ssize_t>(size));
