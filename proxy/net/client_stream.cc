@@ -40,7 +40,9 @@ ClientTlsStream::~ClientTlsStream() {
   }
   // A clean session: close_notify (if not sent yet) and mark it shut down, so OpenSSL keeps it
   // resumable when the SSL is freed (before the socket is closed). The socket is closed right
-  // after: the alert waits for that close's FIN to leave in one segment with it.
+  // after: the alert waits for that close's FIN to leave in one segment with it. (Should the
+  // client have sent bytes nobody read, the close is a reset, and the alert is dropped with it;
+  // it would have been followed by that reset anyway.)
   if ((SSL_get_shutdown(session) & SSL_SENT_SHUTDOWN) == 0) {
     socket_.deferFlushes(true);
     SSL_shutdown(session);

@@ -1,10 +1,9 @@
 #include "net/stream.h"
 
-#include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,24 +11,6 @@
 #include <cstring>
 
 namespace mqtls::net {
-
-std::string formatAddress(const sockaddr* addr) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  if (addr == nullptr) {
-    return "?";
-  }
-  if (addr->sa_family == AF_INET) {
-    const auto* v4 = reinterpret_cast<const sockaddr_in*>(addr);
-    inet_ntop(AF_INET, &v4->sin_addr, host, sizeof host);
-    return std::string(host) + ":" + std::to_string(ntohs(v4->sin_port));
-  }
-  if (addr->sa_family == AF_INET6) {
-    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(addr);
-    inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof host);
-    return "[" + std::string(host) + "]:" + std::to_string(ntohs(v6->sin6_port));
-  }
-  return "unix";
-}
 
 Stream::Stream(StreamObserver& observer, event_base* base)
     : observer_(observer),
@@ -482,15 +463,20 @@ Stream::IoResult Stream::send(evbuffer* from) {
 }
 
 // The write side is shut once output() is out: with MSG_MORE the last bytes wait for that FIN
-// (shutdown, or a close, pushes them) and leave in its segment, sparing the peer a wakeup.
+// (shutdown, or a close, pushes them) and leave in its segment, sparing the peer a wakeup. As
+// evbuffer_write_atmost: no copy; -1 with errno set when the socket refuses.
 int Stream::sendBeforeShutdown(evbuffer* from) {
-  const std::size_t size = std::min(evbuffer_get_length(from), kReadChunk);
-  unsigned char* data = evbuffer_pullup(from, static_cast<ev_ssize_t>(size));
-  if (data == nullptr) {
-    errno = ENOMEM;
-    return -1;
+  constexpr int kPieces = 16;
+  evbuffer_iovec pieces[kPieces];
+  const int found = std::min(evbuffer_peek(from, -1, nullptr, pieces, kPieces), kPieces);
+  iovec vector[kPieces];
+  for (int i = 0; i < found; ++i) {
+    vector[i] = {pieces[i].iov_base, pieces[i].iov_len};
   }
-  const ssize_t n = ::send(fd_, data, size, MSG_NOSIGNAL | MSG_MORE);
+  msghdr message{};
+  message.msg_iov = vector;
+  message.msg_iovlen = static_cast<std::size_t>(std::max(found, 0));
+  const ssize_t n = ::sendmsg(fd_, &message, MSG_NOSIGNAL | MSG_MORE);
   if (n > 0) {
     evbuffer_drain(from, static_cast<std::size_t>(n));
   }

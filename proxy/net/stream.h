@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <string>
 
+#include "net/address.h"
 #include "util/event_ptr.h"
 
 namespace mqtls::net {
@@ -212,8 +213,5 @@ class Stream {
   std::string close_detail_;
   std::string peer_address_;
 };
-
-// "ip:port" or "[ip6]:port" for an address, "unix" for a Unix socket.
-std::string formatAddress(const sockaddr* addr);
 
 }  // namespace mqtls::net

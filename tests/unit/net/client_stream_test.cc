@@ -258,7 +258,7 @@ TEST_F(ClientTlsStreamTest, AHeldTicketLeavesWithTheClose) {
 // A stream destroyed after a clean session (the client's DISCONNECT was its last word) sends the
 // held ticket and close_notify in the segment that carries the FIN.
 TEST_F(ClientTlsStreamTest, CloseNotifyOfAStreamDestroyedLeavesWithTheFin) {
-  open(/*tcp=*/true);
+  ASSERT_NO_FATAL_FAILURE(open(/*tcp=*/true));
   runFor(std::chrono::milliseconds(250));  // any delayed ACK has arrived
   const std::uint32_t before = segmentsIn(client_fd_);
   stream_.reset();

@@ -16,6 +16,13 @@ void setNonBlocking(int fd) {
 
 }  // namespace
 
+void OwnedFd::reset() {
+  if (fd >= 0) {
+    ::close(fd);
+  }
+  fd = -1;
+}
+
 int listenLoopback(std::uint16_t& port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <functional>
 
 #include "net/net_test_support.h"
 #include "net/tcp_probe.h"
@@ -15,7 +16,13 @@ using namespace std::chrono_literals;
 
 struct Recorder final : StreamObserver {
   std::vector<StreamEvent> events;
-  void onStreamEvent(Stream&, StreamEvent event) override { events.push_back(event); }
+  std::function<void(Stream&, StreamEvent)> also;  // the test's own reaction, if any
+  void onStreamEvent(Stream& stream, StreamEvent event) override {
+    events.push_back(event);
+    if (also) {
+      also(stream, event);
+    }
+  }
 };
 
 class UpstreamStreamTest : public NetTest {
@@ -48,6 +55,25 @@ class UpstreamStreamTest : public NetTest {
     ASSERT_EQ(evdns_base_load_hosts(dns(), path.c_str()), 0);
     ::unlink(path.c_str());
   }
+  // Dials a loopback listener with `stream` until Connected; `broker` gets the accepted socket,
+  // whose reads give up after 5 s rather than hang.
+  void dialLoopbackBroker(UpstreamStream& stream, Recorder& recorder, OwnedFd& broker) {
+    std::uint16_t port = 0;
+    const OwnedFd listener(listenLoopback(port));
+    ASSERT_GE(listener.fd, 0);
+    config::Upstream upstream;
+    upstream.host = "127.0.0.1";
+    upstream.port = port;
+    stream.dial(upstream);
+    ASSERT_TRUE(runUntil([&] { return !recorder.events.empty(); }));
+    ASSERT_EQ(recorder.events.front(), StreamEvent::Connected) << stream.closeDetail();
+    const timeval bound{5, 0};
+    ::setsockopt(listener.fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);  // accept, too
+    broker = OwnedFd(::accept4(listener.fd, nullptr, nullptr, SOCK_CLOEXEC));
+    ASSERT_GE(broker.fd, 0) << "connected, yet nothing to accept";
+    ::setsockopt(broker.fd, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound);
+  }
+
   ListenerPtr tcp_;
   int accepted_ = 0;
 };
@@ -89,57 +115,42 @@ TEST_F(UpstreamStreamTest, EveryAddressFailingReportsEachAttempt) {
 // Closing towards the broker (a client's DISCONNECT, then the write shutdown) costs the broker
 // one segment to receive, not two: the last bytes wait for the FIN.
 TEST_F(UpstreamStreamTest, TheLastBytesAndTheFinLeaveInOneSegment) {
-  std::uint16_t port = 0;
-  const int listener = listenLoopback(port);
-  ASSERT_GE(listener, 0);
   Recorder recorder;
   UpstreamStream stream(recorder, base(), dns());
-  config::Upstream upstream;
-  upstream.host = "127.0.0.1";
-  upstream.port = port;
-  stream.dial(upstream);
-  ASSERT_TRUE(runUntil([&] { return !recorder.events.empty(); }));
-  ASSERT_EQ(recorder.events.front(), StreamEvent::Connected) << stream.closeDetail();
-  const int broker = ::accept(listener, nullptr, nullptr);
-  ::close(listener);
-  ASSERT_GE(broker, 0);
-  const std::uint32_t before = segmentsIn(broker);
+  OwnedFd broker;
+  ASSERT_NO_FATAL_FAILURE(dialLoopbackBroker(stream, recorder, broker));
+  const std::uint32_t before = segmentsIn(broker.fd);
 
   const std::string disconnect("\xe0\x00", 2);
   evbuffer_add(stream.output(), disconnect.data(), disconnect.size());
   stream.finish();
   ASSERT_TRUE(runUntil([&] { return stream.finished(); }));
   std::string got(16, '\0');
-  ASSERT_EQ(::recv(broker, got.data(), got.size(), 0), 2);
+  ASSERT_EQ(::recv(broker.fd, got.data(), got.size(), 0), 2);
   EXPECT_EQ(got.substr(0, 2), disconnect);
-  EXPECT_EQ(::recv(broker, got.data(), got.size(), 0), 0) << "then the FIN";
-  EXPECT_EQ(segmentsIn(broker) - before, 1u) << "the bytes and the FIN left apart";
-  ::close(broker);
+  EXPECT_EQ(::recv(broker.fd, got.data(), got.size(), 0), 0) << "then the FIN";
+  EXPECT_EQ(segmentsIn(broker.fd) - before, 1u) << "the bytes and the FIN left apart";
 }
 
 // A broker that answers with a refusing CONNACK and resets the connection: the write that meets
 // the reset fails, and the CONNACK that arrived before it is still delivered, before the close.
 TEST_F(UpstreamStreamTest, WhatTheBrokerSentBeforeAResetArrivesWhenAWriteFails) {
-  std::uint16_t port = 0;
-  const int listener = listenLoopback(port);
-  ASSERT_GE(listener, 0);
   Recorder recorder;
   UpstreamStream stream(recorder, base(), dns());
-  config::Upstream upstream;
-  upstream.host = "127.0.0.1";
-  upstream.port = port;
-  stream.dial(upstream);
-  ASSERT_TRUE(runUntil([&] { return !recorder.events.empty(); }));
-  ASSERT_EQ(recorder.events.front(), StreamEvent::Connected) << stream.closeDetail();
-  const int broker = ::accept(listener, nullptr, nullptr);
-  ::close(listener);
-  ASSERT_GE(broker, 0);
+  OwnedFd broker;
+  ASSERT_NO_FATAL_FAILURE(dialLoopbackBroker(stream, recorder, broker));
+  CloseKind when_read = CloseKind::None;
+  recorder.also = [&](Stream& s, StreamEvent event) {
+    if (event == StreamEvent::Readable) {
+      when_read = s.closeKind();
+    }
+  };
 
   const std::string refusal("\x20\x02\x00\x05", 4);  // CONNACK: not authorized
-  ASSERT_EQ(::send(broker, refusal.data(), refusal.size(), 0), 4);
+  ASSERT_EQ(::send(broker.fd, refusal.data(), refusal.size(), 0), 4);
   const linger reset{1, 0};
-  ::setsockopt(broker, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
-  ::close(broker);  // RST: the stream's next write fails
+  ::setsockopt(broker.fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+  broker.reset();  // RST: the stream's next write fails
   const std::string publish("\x30\x03\x00\x01t", 5);
   evbuffer_add(stream.output(), publish.data(), publish.size());  // written before any read
 
@@ -147,6 +158,9 @@ TEST_F(UpstreamStreamTest, WhatTheBrokerSentBeforeAResetArrivesWhenAWriteFails) 
   EXPECT_EQ(recorder.events,
             (std::vector<StreamEvent>{StreamEvent::Connected, StreamEvent::Readable,
                                       StreamEvent::Closed}));
+  // Delivered by the failed write's own read (the stream already knew it was broken), not by a
+  // later readiness, which would have read it as on any open stream.
+  EXPECT_EQ(when_read, CloseKind::Error) << "the bytes came by the ordinary read";
   std::string got(evbuffer_get_length(stream.input()), '\0');
   evbuffer_copyout(stream.input(), got.data(), got.size());
   EXPECT_EQ(got, refusal);
