@@ -82,15 +82,19 @@ int storeSession(SSL* ssl, SSL_SESSION* session) {
     return 0;
   }
   std::time_t authenticated = authenticatedAt(session);
-  if (authenticated == 0) {  // a full handshake
+  const bool renewal = authenticated != 0;  // a TLS 1.3 resumption's renewed session
+  if (!renewal) {
     authenticated = static_cast<std::time_t>(SSL_SESSION_get_time(session));
     if (!setAuthenticatedAt(session, authenticated)) {
       return 0;  // without it a renewal would count as a full handshake: not resumable
     }
-  } else {
-    // A renewal (TLS 1.3 resumption): a session resumed once is likely resumed again, so its
-    // client identity travels with it from now on. Sessions never resumed keep none (idle
-    // connections of full handshakes hold no more memory).
+  }
+  // The client identity travels with the session from here, so that resuming needs no
+  // extraction: always for TLS 1.2, which resumes this very object (and whose connection takes
+  // it too), and for TLS 1.3 from the first renewal on (a session resumed once is likely resumed
+  // again). A TLS 1.3 full handshake's session keeps none: extracted here, amid the handshake's
+  // own allocations, it cost each idle connection about 1 KiB more (measured).
+  if (renewal || SSL_SESSION_get_protocol_version(session) == TLS1_2_VERSION) {
     keepPeerIdentity(session);
   }
   if (capSessionLifetime(session) &&
