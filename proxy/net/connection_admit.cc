@@ -133,7 +133,8 @@ void Connection::onHandshakeDone() {
         id_);
   }
   if (X509* leaf = client_->peerCertificate()) {
-    // A renewed session (TLS 1.3 resumption) carries the identity extracted when it was stored.
+    // A stored TLS 1.2 session, and a TLS 1.3 one from its first renewal on, carries the identity
+    // extracted when it was stored.
     peer_ = client_->keptPeerIdentity();
     if (!peer_) {
       auto identity = tls::extractPeerIdentity(leaf);

@@ -36,9 +36,11 @@ struct PeerIdentity {
 // broker, or be a truncated DN, so the connection is refused rather than the value mangled).
 Result<PeerIdentity> extractPeerIdentity(X509* leaf);
 
-// An identity kept with a stored TLS session, so that resuming it needs no extraction. A TLS 1.3
-// resumption renews its session: OpenSSL copies the stored one, sharing its parsed client
-// certificate and (through this slot's copy function) the identity kept with it.
+// An identity kept with a stored TLS session, so that resuming it needs no extraction. TLS 1.2
+// resumes the stored session object itself; a TLS 1.3 resumption renews its session: OpenSSL
+// copies the stored one, sharing its parsed client certificate and (through this slot's copy
+// function) the identity kept with it. A kept identity lives as long as its session: in the
+// store, and with every connection using it (a connection alone drops its own after admission).
 
 // Extracts the identity of `session`'s client certificate and keeps it with the session, unless
 // the session already carries it (copied from the session it renews). Call only while no other
