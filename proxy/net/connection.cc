@@ -255,9 +255,11 @@ void Connection::whileDialing(Event event) {
   } else if (event == Event::UpstreamConnected) {
     onUpstreamConnected();
   } else if (event == Event::UpstreamClosed || event == Event::DeadlineExpired) {
-    std::string detail =
-        event == Event::DeadlineExpired ? "broker connect timed out" : upstream_->closeDetail();
-    host_.metrics().upstreamFailed(event == Event::DeadlineExpired ? "timeout" : "error");
+    // The same connect_timeout bounds this deadline and the stream's last attempt: whichever
+    // ends first, a timeout counts as one.
+    const bool timed_out = event == Event::DeadlineExpired || upstream_->timedOut();
+    std::string detail = timed_out ? "broker connect timed out" : upstream_->closeDetail();
+    host_.metrics().upstreamFailed(timed_out ? "timeout" : "error");
     host_.metrics().limitedLog().warn("upstream_failed", "connection {}: broker unavailable: {}",
                                       id_, detail);
     upstream_.reset();

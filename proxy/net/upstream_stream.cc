@@ -118,6 +118,7 @@ void UpstreamStream::tryNextAddress() {
     const socklen_t len = address_lengths_[next_address_];
     const std::size_t left = addresses_.size() - next_address_;
     ++next_address_;
+    timed_out_ = false;  // this attempt's own outcome decides
     if (addr->sa_family != AF_UNIX) {
       setPeerAddress(formatAddress(addr));
     }
@@ -160,8 +161,9 @@ void UpstreamStream::tryNextAddress() {
   failLater(attempt_errors_.empty() ? "no address to connect to" : attempt_errors_);
 }
 
-void UpstreamStream::attemptFailed(const std::string& why) {
+void UpstreamStream::attemptFailed(const std::string& why, bool timed_out) {
   event_del(attempt_timer_.get());
+  timed_out_ = timed_out;
   attempt_errors_ += (attempt_errors_.empty() ? "" : "; ") + peerAddress() + ": " + why;
   detach();
   tryNextAddress();
@@ -175,7 +177,11 @@ bool UpstreamStream::pauseForFullBacklog() {
   thread_local std::minstd_rand jitter(static_cast<unsigned>(::getpid()));
   const auto pause = std::chrono::microseconds(
       backlog_pause_.count() * 500 + static_cast<long>(jitter() % 1000) * backlog_pause_.count());
-  if (!attempt_timer_ || std::chrono::steady_clock::now() + pause >= deadline_) {
+  if (!attempt_timer_) {
+    return false;
+  }
+  if (std::chrono::steady_clock::now() + pause >= deadline_) {
+    timed_out_ = true;  // no time left for another try: the connect timeout ran out
     return false;
   }
   timeval tv{static_cast<time_t>(pause.count() / 1000000),
@@ -193,12 +199,12 @@ void UpstreamStream::attemptTimeoutCallback(evutil_socket_t, short, void* self) 
     stream->tryNextAddress();  // the socket whose backlog was full, again
     return;
   }
-  stream->attemptFailed("connect timed out");
+  stream->attemptFailed("connect timed out", true);
 }
 
 bool UpstreamStream::onConnectResult(int error) {
   if (error != 0) {
-    attemptFailed(std::strerror(error));
+    attemptFailed(std::strerror(error), false);
     return true;
   }
   // Connected: what only the attempts needed is freed (idle connections hold thousands of these).

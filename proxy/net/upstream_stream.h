@@ -31,6 +31,12 @@ class UpstreamStream final : public Stream {
   // Connected or Closed events on later loop turns, never from inside this call.
   void dial(const config::Upstream& upstream);
 
+  // After Closed: true when the stream gave up because `connect_timeout` ran out (its last
+  // attempt timed out, or a full Unix backlog left no time for another try), false when every
+  // address failed otherwise (refused, unreachable, not resolved). Lets the owner count a
+  // timeout as one whichever of its own deadline and this stream's last attempt ends first.
+  bool timedOut() const { return timed_out_; }
+
  protected:
   bool onConnectResult(int error) override;
 
@@ -39,7 +45,7 @@ class UpstreamStream final : public Stream {
   static void attemptTimeoutCallback(evutil_socket_t, short, void* self);
   void onResolved(int result, evutil_addrinfo* addresses);
   void tryNextAddress();
-  void attemptFailed(const std::string& why);
+  void attemptFailed(const std::string& why, bool timed_out);
   // Arms the attempt timer for the next pause before connecting again to a Unix socket whose
   // backlog was full; false (nothing armed) when the pause would reach the deadline.
   bool pauseForFullBacklog();
@@ -55,6 +61,7 @@ class UpstreamStream final : public Stream {
   std::chrono::milliseconds backlog_pause_{0};
   int backlog_tries_ = 0;
   bool backlog_waiting_ = false;  // the attempt timer ends a pause, not an attempt
+  bool timed_out_ = false;        // the last attempt (or backlog pause) ran out of time
 };
 
 // "host:port" or "unix:/path", for logs.

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "net/net_test_support.h"
+#include "net/tcp_probe.h"
 
 namespace mqtls::net::testing {
 namespace {
@@ -230,6 +231,36 @@ TEST_F(ConnectionTest, BrokerDownGivesServerUnavailable) {
   EXPECT_EQ(counter("mqtls_upstream_connect_failures_total"), 1);
 }
 
+// A broker too slow to accept, its Unix backlog full until the connect timeout runs out: the
+// broker stream gives up on its own, a pause before the connection's deadline, and the failure
+// still counts as a timeout.
+TEST_F(ConnectionTest, BrokerBacklogFullUntilTheConnectTimeoutCountsATimeout) {
+  broker_listener_.reset();
+  ::unlink(broker_path_.c_str());
+  std::vector<OwnedFd> held;  // the never-accepting listener and the connections it queued
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", broker_path_.c_str());
+  held.emplace_back(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_EQ(::bind(held[0].fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(held[0].fd, 0), 0);
+  bool full = false;
+  for (int parked = 0; parked < 64 && !full; ++parked) {
+    held.emplace_back(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    full = ::connect(held.back().fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 &&
+           errno == EAGAIN;
+  }
+  ASSERT_TRUE(full) << "the backlog never filled";
+  config_.upstream.connect_timeout = 300ms;
+  ASSERT_NE(connect(), nullptr);
+  ASSERT_TRUE(runUntil([&] { return client.connected; }));
+  client.send(connectV311("patient"));
+  ASSERT_TRUE(runUntil([&] { return client.received.size() >= 4; }));
+  EXPECT_EQ(client.received, (std::vector<std::uint8_t>{0x20, 0x02, 0x00, 0x03}));
+  EXPECT_EQ(counter("mqtls_upstream_connect_failures_total", "reason", "timeout"), 1);
+  EXPECT_EQ(counter("mqtls_upstream_connect_failures_total", "reason", "error"), 0);
+}
+
 TEST_F(ConnectionTest, OversizedConnectThenCleanCloseEndsOnce) {
   // A fixed header announcing 256 MiB, the level not yet known, then a clean close: the refusal
   // sends nothing and the stream finishes with nothing to flush.
@@ -250,8 +281,8 @@ TEST_F(ConnectionTest, FramedMalformedPacketRightAfterConnectAndClose) {
   auto bytes = connectV311("dev");
   bytes.insert(bytes.end(), {0x30, 0xff, 0xff, 0xff, 0xff});  // a five-byte length: malformed
   client.send(bytes);
-  ASSERT_TRUE(runUntil(
-      [&] { return evbuffer_get_length(bufferevent_get_output(client.bev.get())) == 0; }));
+  ASSERT_TRUE(
+      runUntil([&] { return evbuffer_get_length(bufferevent_get_output(client.bev.get())) == 0; }));
   client.bev.reset();  // the close follows the bytes at once, before the broker is connected
   ASSERT_TRUE(runUntil([&] { return connection == nullptr; }));
   ASSERT_EQ(closed.size(), 1u);

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/tcp.h>  // tcp_info with segs_in; glibc's netinet/tcp.h lacks it
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -12,6 +13,25 @@ namespace {
 
 void setNonBlocking(int fd) {
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+// Starts a non-blocking connect to 127.0.0.1:`port`, keeps the socket in `held`, and tells
+// whether the connect is still pending after `wait_ms`.
+bool connectHangs(std::uint16_t port, int wait_ms, std::vector<OwnedFd>& held) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return false;
+  }
+  held.emplace_back(fd);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    return false;
+  }
+  pollfd pending{fd, POLLOUT, 0};
+  return ::poll(&pending, 1, wait_ms) == 0;
 }
 
 }  // namespace
@@ -23,14 +43,15 @@ void OwnedFd::reset() {
   fd = -1;
 }
 
-int listenLoopback(std::uint16_t& port) {
+int listenLoopback(std::uint16_t& port, int backlog) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof addr;
   if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::listen(fd, 4) != 0 || ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      ::listen(fd, backlog) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     if (fd >= 0) {
       ::close(fd);
     }
@@ -38,6 +59,21 @@ int listenLoopback(std::uint16_t& port) {
   }
   port = ntohs(addr.sin_port);
   return fd;
+}
+
+std::uint16_t hangingLoopbackPort(std::vector<OwnedFd>& held) {
+  std::uint16_t port = 0;
+  const int listener = listenLoopback(port, 0);
+  if (listener < 0) {
+    return 0;
+  }
+  held.emplace_back(listener);
+  for (int parked = 0; parked < 256; ++parked) {
+    if (connectHangs(port, 300, held)) {
+      return port;
+    }
+  }
+  return 0;
 }
 
 TcpPair tcpPair() {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace mqtls::net::testing {
 
@@ -23,7 +24,12 @@ struct OwnedFd {
 };
 
 // A listening socket on 127.0.0.1 with a kernel-chosen port (-1 on failure).
-int listenLoopback(std::uint16_t& port);
+int listenLoopback(std::uint16_t& port, int backlog = 4);
+// A loopback port whose connects hang, like a broker that stopped answering: a listener that
+// never accepts, its accept queue filled with parked connections, so the kernel drops further
+// SYNs. `held` keeps the listener and the parked sockets open. 0 on a TCP stack that completes
+// every connect (the caller skips).
+std::uint16_t hangingLoopbackPort(std::vector<OwnedFd>& held);
 // A connected pair of non-blocking loopback TCP sockets; both -1 on failure. The caller owns
 // both.
 struct TcpPair {

@@ -110,6 +110,30 @@ TEST_F(UpstreamStreamTest, EveryAddressFailingReportsEachAttempt) {
   EXPECT_EQ(stream.closeKind(), CloseKind::Error);
   EXPECT_NE(stream.closeDetail().find("127.0.0.2"), std::string::npos) << stream.closeDetail();
   EXPECT_NE(stream.closeDetail().find("127.0.0.3"), std::string::npos) << stream.closeDetail();
+  EXPECT_FALSE(stream.timedOut()) << "refused everywhere is not a timeout";
+}
+
+// A broker that stopped answering: the stream gives up when connect_timeout runs out and says it
+// timed out, so its owner counts a timeout even when this comes before its own deadline.
+TEST_F(UpstreamStreamTest, AnAttemptThatRunsOutOfTimeSaysItTimedOut) {
+  std::vector<OwnedFd> held;
+  const std::uint16_t port = hangingLoopbackPort(held);
+  if (port == 0) {
+    GTEST_SKIP() << "this TCP stack completes every connect to a full accept queue";
+  }
+  Recorder recorder;
+  UpstreamStream stream(recorder, base(), dns());
+  config::Upstream upstream;
+  upstream.host = "127.0.0.1";
+  upstream.port = port;
+  upstream.connect_timeout = 300ms;
+  const auto started = std::chrono::steady_clock::now();
+  stream.dial(upstream);
+  ASSERT_TRUE(runUntil([&] { return !recorder.events.empty(); }));
+  EXPECT_EQ(recorder.events.front(), StreamEvent::Closed);
+  EXPECT_TRUE(stream.timedOut()) << stream.closeDetail();
+  EXPECT_NE(stream.closeDetail().find("timed out"), std::string::npos) << stream.closeDetail();
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 250ms);
 }
 
 // Closing towards the broker (a client's DISCONNECT, then the write shutdown) costs the broker
