@@ -1,10 +1,12 @@
 """The verified-chain cache (tls.verify_cache_size) through the real binary, real clients and a
 real broker: a device reconnecting with the same chain is a hit (mqtls_tls_verify_cache_total on
-/metrics); a cached device revoked by a CRL reload, or whose CA was removed from client_ca, is
-refused all the same; with verify_cache_size 0 nothing is looked up. (A certificate that expires
-while cached: tests/unit/tls/verified_chains_test.cc, with the clock as a parameter.)"""
+/metrics); a cached device revoked by a CRL reload, whose CA was removed from client_ca, or whose
+certificate expired since, is refused all the same; with verify_cache_size 0 nothing is looked
+up. (The cache's own validity checks, with the clock as a parameter:
+tests/unit/tls/verified_chains_test.cc.)"""
 
 import datetime
+import time
 import unittest
 
 import harness
@@ -80,6 +82,22 @@ class VerifyCacheTest(IntegrationTest):
         self.assertFalse(mqtt5.admitted(proxy.port, device, "d3"),
                          "a device of a removed CA was admitted")
         proxy.wait_metric("mqtls_tls_handshake_failures_total", reason="unknown_ca")
+        self.assertEqual(self.lookups(proxy, "hit"), hits)
+
+    def test_a_cached_chain_that_expired_since_is_refused(self):
+        not_after = (datetime.datetime.now(datetime.timezone.utc) +
+                     datetime.timedelta(seconds=6)).replace(microsecond=0)
+        device = self.ca.client("short", "device-short-lived", not_after)
+        proxy = self.start()
+        self.assertTrue(mqtt5.admitted(proxy.port, device, "d1"))
+        self.assertTrue(mqtt5.admitted(proxy.port, device, "d2"))
+        proxy.wait_metric("mqtls_tls_verify_cache_total", listener="mqtts", result="hit")
+        hits = self.lookups(proxy, "hit")
+        left = (not_after - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+        self.assertGreater(left, 0, "the certificate expired before the cache was tried")
+        time.sleep(left + 1.5)
+        self.assertFalse(mqtt5.admitted(proxy.port, device, "d3"), "an expired device was admitted")
+        proxy.wait_metric("mqtls_tls_handshake_failures_total", reason="expired")
         self.assertEqual(self.lookups(proxy, "hit"), hits)
 
     def test_size_zero_looks_nothing_up(self):
