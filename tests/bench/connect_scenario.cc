@@ -149,6 +149,12 @@ RunResult ConnectRun::run() {
     result_.failure = std::to_string(result_.errors) + " failed attempts, " +
                       std::to_string(result_.ops) + " completed; last error: " + last_error_;
   }
+  // A resumed scenario proves its resumptions: a target that resumes fewer than nine in ten
+  // measures full handshakes under the wrong name.
+  if (result_.failure.empty() && scenario_.resume && result_.resumed * 10 < result_.ops * 9) {
+    result_.failure = "resumption not proven: " + std::to_string(result_.resumed) + " of " +
+                      std::to_string(result_.ops) + " handshakes resumed";
+  }
   return std::move(result_);
 }
 

@@ -17,7 +17,8 @@ constexpr const char* kUsage =
     "                   [--chain full|leaf [--leaf-cert FILE]]\n"
     "                   [--sub-cert FILE --sub-key FILE] [--host 127.0.0.1]\n"
     "                   [--duration SEC] [--warmup SEC] [--concurrency N]\n"
-    "                   [--publishers N] [--window BYTES] [--qos 0|1] [--rate MSG_PER_SEC]\n"
+    "                   [--publishers N] [--subscribers N] [--window BYTES] [--qos 0|1]\n"
+    "                   [--rate MSG_PER_SEC]\n"
     "                   [--idle-connections N] [--idle-inflight N] [--source-addresses K]\n"
     "                   [--scenarios a,b,...]\n"
     "\n"
@@ -27,7 +28,9 @@ constexpr const char* kUsage =
     "time (from /proc/PID/stat) is reported per operation, their memory (VmRSS) for idle runs.\n"
     "\n"
     "Scenarios: connect-tls13 connect-tls12 resume-tls13 resume-tls12 publish-64 publish-4k\n"
-    "           publish-16k pingpong-64 (default: all of these), and on request idle or\n"
+    "           publish-16k pingpong-64 (default: all of these); publish-SIZE and\n"
+    "           pingpong-SIZE for any other payload size (bytes, or with k or m: KiB, MiB;\n"
+    "           24 bytes to 16 MiB); and on request idle or\n"
     "           idle-N: N connections (default --idle-connections 1000) opened with at most\n"
     "           --idle-inflight (200) handshakes at once, held open --duration seconds,\n"
     "           checked with a PINGREQ each, then closed; prints the servers' memory per\n"
@@ -36,6 +39,8 @@ constexpr const char* kUsage =
     "--qos 1: publishers send QoS 1 and keep at most the window unacknowledged (PUBACK and\n"
     "         delivery); the subscriber subscribes at QoS 1 and acknowledges.\n"
     "--rate:  messages per second across all publishers (0, the default: flat out).\n"
+    "--subscribers N: N subscribers on the topic (default 1), each receiving every message;\n"
+    "         messages/s, MB/s and latencies then count deliveries.\n"
     "--chain: the client chain the connect loops, publishers and idle connections present:\n"
     "         full (--cert as given) or leaf (--leaf-cert, by default --cert with .pem\n"
     "         replaced by -leafonly.pem).\n";
@@ -102,6 +107,43 @@ bool idleScenario(const std::string& name, const Options& options, Scenario& sce
   return true;
 }
 
+// "publish-SIZE" or "pingpong-SIZE", SIZE in bytes with an optional k (KiB) or m (MiB) suffix,
+// from 24 bytes (a message's own header) to 16 MiB; false for other names or a bad size.
+bool sizedScenario(const std::string& name, Scenario& scenario) {
+  const bool ping_pong = name.rfind("pingpong-", 0) == 0;
+  if (!ping_pong && name.rfind("publish-", 0) != 0) {
+    return false;
+  }
+  const char* size = name.c_str() + (ping_pong ? 9 : 8);
+  char* end = nullptr;
+  unsigned long long bytes = std::strtoull(size, &end, 10);
+  if (end == size || bytes == 0) {
+    return false;
+  }
+  std::string unit = " B";
+  if (*end == 'k' || *end == 'K' || *end == 'm' || *end == 'M') {
+    const bool mebi = *end == 'm' || *end == 'M';
+    unit = mebi ? " MiB" : " KiB";
+    bytes <<= mebi ? 20 : 10;
+    ++end;
+  }
+  if (*end != '\0' || bytes < 24 || bytes > (16ULL << 20)) {
+    return false;
+  }
+  const std::string shown = unit == " B"     ? std::to_string(bytes)
+                            : unit == " KiB" ? std::to_string(bytes >> 10)
+                                             : std::to_string(bytes >> 20);
+  scenario = {name,
+              (ping_pong ? "ping-pong " : "publish QoS0 ") + shown + unit,
+              ping_pong ? ScenarioKind::PingPong : ScenarioKind::Throughput,
+              TLS1_3_VERSION,
+              false,
+              static_cast<std::size_t>(bytes),
+              0,
+              0};
+  return true;
+}
+
 bool selectScenarios(const std::string& list, Options& options) {
   options.scenarios.clear();
   for (const auto& name : split(list, ',')) {
@@ -112,9 +154,9 @@ bool selectScenarios(const std::string& list, Options& options) {
         found = true;
       }
     }
-    Scenario idle;
-    if (!found && idleScenario(name, options, idle)) {
-      options.scenarios.push_back(idle);
+    Scenario other;
+    if (!found && (idleScenario(name, options, other) || sizedScenario(name, other))) {
+      options.scenarios.push_back(other);
       found = true;
     }
     if (!found) {
@@ -170,6 +212,8 @@ bool applyOption(const std::string& name, const std::string& value, Options& opt
     options.concurrency = std::atoi(value.c_str());
   } else if (name == "--publishers") {
     options.publishers = std::atoi(value.c_str());
+  } else if (name == "--subscribers") {
+    options.subscribers = std::atoi(value.c_str());
   } else if (name == "--window") {
     options.window = std::strtoull(value.c_str(), nullptr, 10);
   } else if (name == "--scenarios") {
@@ -198,9 +242,10 @@ bool applyOption(const std::string& name, const std::string& value, Options& opt
 bool valid(const Options& options) {
   return !options.targets.empty() && !options.client.cert.empty() && !options.client.key.empty() &&
          options.duration > 0 && options.warmup >= 0 && options.concurrency >= 1 &&
-         options.publishers >= 1 && options.window >= 1 && options.qos >= 0 && options.rate >= 0 &&
-         options.idle_connections >= 1 && options.idle_inflight >= 1 &&
-         options.source_addresses >= 0 && options.source_addresses <= 254;
+         options.publishers >= 1 && options.subscribers >= 1 && options.window >= 1 &&
+         options.qos >= 0 && options.rate >= 0 && options.idle_connections >= 1 &&
+         options.idle_inflight >= 1 && options.source_addresses >= 0 &&
+         options.source_addresses <= 254;
 }
 
 // Publish titles name the QoS in use.

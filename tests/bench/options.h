@@ -46,6 +46,7 @@ struct Options {
   double warmup = 1;
   int concurrency = 16;
   int publishers = 1;
+  int subscribers = 1;                  // each receives every message; deliveries count
   std::size_t window = 256 * 1024;      // payload bytes in flight per publisher
   int qos = 0;                          // 0 or 1, for the publish scenarios
   double rate = 0;                      // messages/s across all publishers; 0: flat out

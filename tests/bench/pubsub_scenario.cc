@@ -1,9 +1,10 @@
-// Message throughput and ping-pong latency: one subscriber and N publishers, all connected
-// through the target, on one topic at QoS 0 or 1. Each publisher keeps at most `window` payload
-// bytes in flight, counted from the sequence numbers the subscriber has seen (so a lost message
-// cannot stall it) and at QoS 1 also from the PUBACKs it has received; ping-pong is the same
-// with a window of one message. With a rate, publishers share it evenly and send what their
-// share allows after each batch of events. Latency is publish to delivery.
+// Message throughput and ping-pong latency: S subscribers and N publishers, all connected
+// through the target, on one topic at QoS 0 or 1; every subscriber receives every message, and
+// each delivery counts. Each publisher keeps at most `window` payload bytes in flight, counted
+// from the sequence numbers the slowest subscriber has seen (so a lost message cannot stall it)
+// and at QoS 1 also from the PUBACKs it has received; ping-pong is the same with a window of one
+// message. With a rate, publishers share it evenly and send what their share allows after each
+// batch of events. Latency is publish to delivery.
 #include <unistd.h>
 
 #include <algorithm>
@@ -79,7 +80,8 @@ class PubSubRun;
 
 class Subscriber : public MqttClient {
  public:
-  Subscriber(EventLoop& loop, PubSubRun& run) : MqttClient(loop), run_(run) {}
+  Subscriber(EventLoop& loop, PubSubRun& run, std::size_t index)
+      : MqttClient(loop), run_(run), index_(index) {}
   // Sends the PUBACKs queued since the last call (QoS 1), in as few TLS records as possible.
   void flushAcks() {
     if (isOpen() && pendingOutput() > 0) {
@@ -94,6 +96,7 @@ class Subscriber : public MqttClient {
 
  private:
   PubSubRun& run_;
+  std::size_t index_;
 };
 
 class Publisher : public MqttClient {
@@ -107,9 +110,10 @@ class Publisher : public MqttClient {
   // Nothing waits for the socket and at least a quarter of the window (with a rate: one
   // message) may be sent.
   bool wantsMore() const;
-  // The subscriber saw `sequence`: it and everything before it have left the network. Adds
-  // skipped sequence numbers to `lost`; false if `sequence` was seen already.
-  bool acknowledge(std::uint64_t sequence, std::uint64_t& lost);
+  // Messages sent so far (the next sequence number).
+  std::uint64_t sent() const { return next_sequence_; }
+  // Every subscriber has seen up to `sequence` (exclusive): those have left the network.
+  void acknowledgeUpTo(std::uint64_t sequence) { acknowledged_ = sequence; }
   // Sends as many messages as the window and the output buffer allow.
   void pump();
 
@@ -127,7 +131,7 @@ class Publisher : public MqttClient {
   std::uint64_t window_;
   bool ready_ = false;
   std::uint64_t next_sequence_ = 0;
-  std::uint64_t acknowledged_ = 0;  // next sequence the subscriber is expected to see
+  std::uint64_t acknowledged_ = 0;  // next sequence the slowest subscriber is expected to see
   std::uint64_t pubacked_ = 0;      // QoS 1: next sequence whose PUBACK is expected
 };
 
@@ -146,10 +150,10 @@ class PubSubRun {
   bool publishing() const { return publishing_; }
   void connected() { checkReady(); }
   void subscribed() {
-    subscribed_ = true;
+    ++subscribed_;
     checkReady();
   }
-  void message(std::span<const std::uint8_t> payload);
+  void message(std::size_t subscriber, std::span<const std::uint8_t> payload);
   void failed(const std::string& what, bool fatal);
 
  private:
@@ -164,9 +168,11 @@ class PubSubRun {
   ClientContexts contexts_;
   std::string topic_;
   EventLoop loop_;
-  Subscriber subscriber_;
+  std::vector<std::unique_ptr<Subscriber>> subscribers_;
   std::vector<std::unique_ptr<Publisher>> publishers_;
-  bool subscribed_ = false;
+  // seen_[s][p]: the next sequence number of publisher p that subscriber s expects.
+  std::vector<std::vector<std::uint64_t>> seen_;
+  std::size_t subscribed_ = 0;
   bool ready_ = false;
   bool publishing_ = false;
   bool measuring_ = false;
@@ -198,7 +204,7 @@ void Subscriber::onPacket(const Frame& frame) {
       output().insert(output().end(), std::begin(puback), std::end(puback));
       payload = payload.subspan(2);
     }
-    run_.message(payload);
+    run_.message(index_, payload);
   }
 }
 
@@ -239,15 +245,6 @@ void Publisher::onFailure(const std::string& what, bool) {
   run_.failed("publisher: " + what, true);
 }
 
-bool Publisher::acknowledge(std::uint64_t sequence, std::uint64_t& lost) {
-  if (sequence < acknowledged_ || sequence >= next_sequence_) {
-    return false;
-  }
-  lost += sequence - acknowledged_;
-  acknowledged_ = sequence + 1;
-  return true;
-}
-
 void Publisher::appendMessage() {
   auto& out = output();
   appendPublish(out, run_.topic(), run_.qos(), packetIdFor(next_sequence_), run_.payloadSize());
@@ -278,8 +275,7 @@ PubSubRun::PubSubRun(const Options& options, const Target& target, const Scenari
       target_(target),
       scenario_(scenario),
       contexts_(contexts),
-      topic_("bench/" + target.name + "/" + scenario.name + "/" + std::to_string(getpid())),
-      subscriber_(loop_, *this) {
+      topic_("bench/" + target.name + "/" + scenario.name + "/" + std::to_string(getpid())) {
   result_.scenario = scenario.name;
   result_.target = target.name;
   bool ping_pong = scenario.kind == ScenarioKind::PingPong;
@@ -290,9 +286,13 @@ PubSubRun::PubSubRun(const Options& options, const Target& target, const Scenari
   for (int i = 0; i < count; ++i) {
     publishers_.push_back(std::make_unique<Publisher>(loop_, *this, i, window));
   }
+  for (int i = 0; i < options.subscribers; ++i) {
+    subscribers_.push_back(std::make_unique<Subscriber>(loop_, *this, i));
+  }
+  seen_.assign(subscribers_.size(), std::vector<std::uint64_t>(publishers_.size(), 0));
 }
 
-void PubSubRun::message(std::span<const std::uint8_t> payload) {
+void PubSubRun::message(std::size_t subscriber, std::span<const std::uint8_t> payload) {
   MessageHeader header{};
   if (payload.size() == scenario_.payload) {
     std::memcpy(&header, payload.data(), sizeof header);
@@ -301,11 +301,19 @@ void PubSubRun::message(std::span<const std::uint8_t> payload) {
     failed("subscriber received a corrupted message", true);
     return;
   }
-  std::uint64_t lost = 0;
-  if (!publishers_[header.publisher]->acknowledge(header.sequence, lost)) {
+  Publisher& publisher = *publishers_[header.publisher];
+  std::uint64_t& expected = seen_[subscriber][header.publisher];
+  if (header.sequence < expected || header.sequence >= publisher.sent()) {
     failed("subscriber received a message twice or out of order", true);
     return;
   }
+  const std::uint64_t lost = header.sequence - expected;  // skipped: lost on the way
+  expected = header.sequence + 1;
+  std::uint64_t slowest = expected;
+  for (const auto& seen : seen_) {
+    slowest = std::min(slowest, seen[header.publisher]);
+  }
+  publisher.acknowledgeUpTo(slowest);
   if (!measuring_) {
     return;
   }
@@ -337,7 +345,7 @@ void PubSubRun::checkReady() {
       return;
     }
   }
-  if (subscribed_) {
+  if (subscribed_ == subscribers_.size()) {
     ready_ = true;
     loop_.stop();
   }
@@ -346,7 +354,9 @@ void PubSubRun::checkReady() {
 // Runs once per batch of events rather than per message, so publishers write full TLS records
 // instead of one record per message.
 void PubSubRun::pumpPublishers() {
-  subscriber_.flushAcks();
+  for (auto& subscriber : subscribers_) {
+    subscriber->flushAcks();
+  }
   for (auto& publisher : publishers_) {
     if (publisher->wantsMore()) {
       publisher->pump();
@@ -357,7 +367,10 @@ void PubSubRun::pumpPublishers() {
 bool PubSubRun::setUp() {
   std::string suffix = "-" + scenario_.name + "-" + std::to_string(getpid());
   try {
-    subscriber_.open(target_.address, contexts_.subscriber, nullptr, "bench-sub" + suffix);
+    for (std::size_t i = 0; i < subscribers_.size(); ++i) {
+      subscribers_[i]->open(target_.address, contexts_.subscriber, nullptr,
+                            "bench-sub" + std::to_string(i) + suffix);
+    }
     for (std::size_t i = 0; i < publishers_.size(); ++i) {
       publishers_[i]->open(target_.address, contexts_.client, nullptr,
                            "bench-pub" + std::to_string(i) + suffix);
@@ -368,7 +381,7 @@ bool PubSubRun::setUp() {
   }
   loop_.run(Clock::now() + kSetupTimeout);
   if (result_.failure.empty() && !ready_) {
-    failed("subscriber and publishers not ready within 10 s", true);
+    failed("subscribers and publishers not ready within 10 s", true);
   }
   return result_.failure.empty();
 }
@@ -387,7 +400,7 @@ void PubSubRun::measure(std::chrono::duration<double> duration) {
 
 RunResult PubSubRun::run() {
   if (setUp()) {
-    result_.tls = describeTls(subscriber_.transport()->ssl());
+    result_.tls = describeTls(subscribers_.front()->transport()->ssl());
     publishing_ = true;
     publishing_since_ = Clock::now();
     pumpPublishers();
@@ -398,7 +411,9 @@ RunResult PubSubRun::run() {
       measure(std::chrono::duration<double>(options_.duration));
     }
   }
-  subscriber_.close(true);
+  for (auto& subscriber : subscribers_) {
+    subscriber->close(true);
+  }
   for (auto& publisher : publishers_) {
     publisher->close(true);
   }
