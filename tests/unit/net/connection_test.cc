@@ -52,6 +52,34 @@ TEST_F(ConnectionTest, ForwardsTheRewrittenConnectThenBytesBothWays) {
   EXPECT_EQ(closed[0].close_reason, "client_closed");
 }
 
+// Timers of the event loop that are armed right now (all of them belong to the proxy's side
+// here: the test's own peers set none).
+int armedTimers(event_base* base) {
+  int armed = 0;
+  event_base_foreach_event(
+      base,
+      [](const event_base*, const event* ev, void* count) {
+        if (event_pending(ev, EV_TIMEOUT, nullptr) != 0) {
+          ++*static_cast<int*>(count);
+        }
+        return 0;
+      },
+      &armed);
+  return armed;
+}
+
+// An idle connection costs no wake-ups: once streaming, neither the connection nor its streams
+// keep a timer armed (the handshake, CONNECT and broker-connect deadlines are all gone).
+TEST_F(ConnectionTest, AStreamingConnectionArmsNoTimer) {
+  connectThrough(connectV311("idle"));
+  client.received.clear();
+  broker().send(std::vector<std::uint8_t>{0x20, 0x02, 0x00, 0x00});
+  ASSERT_TRUE(runUntil([&] { return client.received.size() >= 4; }));
+  runFor(50ms);
+  EXPECT_EQ(connection->state(), State::Streaming);
+  EXPECT_EQ(armedTimers(base()), 0);
+}
+
 TEST_F(ConnectionTest, NonConnectFirstByteIsRefusedAtOnce) {
   ASSERT_NE(connect(), nullptr);
   ASSERT_TRUE(runUntil([&] { return client.connected; }));

@@ -29,6 +29,8 @@ TEST(TlsContext, BuildsFromGoodMaterial) {
   EXPECT_EQ(SSL_CTX_get_min_proto_version((*context)->raw()), TLS1_2_VERSION);
   EXPECT_NE(SSL_CTX_get_options((*context)->raw()) & SSL_OP_NO_RENEGOTIATION, 0u);
   EXPECT_NE(SSL_CTX_get_options((*context)->raw()) & SSL_OP_NO_COMPRESSION, 0u);
+  EXPECT_NE(SSL_CTX_get_mode((*context)->raw()) & SSL_MODE_RELEASE_BUFFERS, 0u)
+      << "an idle connection must not keep its record buffers";
 }
 
 TEST(TlsContext, RsaServerCertificate) {
