@@ -21,11 +21,15 @@ namespace fs = std::filesystem;
 
 Config readRoot(Context& ctx, const YAML::Node& root) {
   const YAML::Mark start = root.Mark().is_null() ? YAML::Mark() : root.Mark();
-  Section top(
-      ctx, Field{root, "", start},
-      {"workers", "log", "metrics", "admin", "listeners", "upstream", "limits", "identity"});
+  Section top(ctx, Field{root, "", start},
+              {"workers", "worker_scheduling", "log", "metrics", "admin", "listeners", "upstream",
+               "limits", "identity"});
   Config config;
   readWorkers(ctx, top.field("workers"), config.workers);
+  readEnum<WorkerScheduling>(
+      ctx, top.field("worker_scheduling"),
+      {{"batch", WorkerScheduling::Batch}, {"normal", WorkerScheduling::Normal}},
+      config.worker_scheduling);
   readLogging(ctx, top.field("log"), config.log);
   readMetrics(ctx, top.field("metrics"), config.metrics);
   readAdmin(ctx, top.field("admin"), config.metrics, config.admin);

@@ -164,11 +164,18 @@ struct Admin {
   std::optional<TlsSettings> tls;
 };
 
+// How the kernel schedules the worker threads (Linux policies). Batch: a worker woken by bytes
+// does not preempt the task running on its core (usually the broker, on the cores it shares
+// with the proxy); it runs when that task blocks or its slice ends, and takes the burst in one
+// read. Normal: the policy of most processes, a woken worker preempts at once.
+enum class WorkerScheduling { Batch, Normal };
+
 struct Config {
   std::string source_path;  // the file it was loaded from
   // Where the TLS settings were written, for problems found later (reloads) to name file:line:col.
   SettingPositions positions;
   int workers = 0;  // resolved: >= 1 ("auto" becomes the core count)
+  WorkerScheduling worker_scheduling = WorkerScheduling::Batch;
   std::vector<Listener> listeners;
   Upstream upstream;
   Limits limits;

@@ -83,6 +83,7 @@ std::vector<std::string> restartOnlyChanges(const config::Config& running,
     }
   };
   check("workers", running.workers == next.workers);
+  check("worker_scheduling", running.worker_scheduling == next.worker_scheduling);
   check("log.level", running.log.level == next.log.level);
   check("log.format", running.log.format == next.log.format);
   check("metrics.listen", running.metrics.listen == next.metrics.listen);

@@ -4,15 +4,37 @@
 #include <event2/dns.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <sched.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace mqtls::net {
 namespace {
+
+// Names the calling thread "mqtls-wN" (for top -H and /proc/PID/task/TID/comm) and gives it the
+// configured scheduling policy. `normal` leaves the policy the process was started with. A
+// policy the kernel refuses (a seccomp filter, say) is logged; the worker runs on with its own.
+void prepareWorkerThread(int index, config::WorkerScheduling scheduling) {
+  char name[16];  // the kernel keeps 15 characters and the NUL
+  std::snprintf(name, sizeof name, "mqtls-w%d", index);
+  pthread_setname_np(pthread_self(), name);
+  if (scheduling != config::WorkerScheduling::Batch) {
+    return;
+  }
+  const sched_param param{};                              // priority 0, as SCHED_BATCH requires
+  if (sched_setscheduler(0, SCHED_BATCH, &param) != 0) {  // 0: this thread
+    spdlog::warn(
+        "worker {}: the kernel refused the batch scheduling policy ({}); the worker keeps the "
+        "process's policy (worker_scheduling: normal says so and silences this)",
+        index, std::strerror(errno));
+  }
+}
 
 constexpr int kBacklog = 1024;
 // After EMFILE/ENFILE the listener pauses this long instead of spinning on accept.
@@ -182,6 +204,7 @@ evdns_base* Worker::dns() {
 
 void Worker::run() {
   constexpr timeval kBeat{1, 0};
+  prepareWorkerThread(index_, config_.worker_scheduling);
   beat();
   evtimer_add(heartbeat_.get(), &kBeat);
   running_.store(true, std::memory_order_relaxed);

@@ -1,7 +1,8 @@
 """Process and connection lifecycle: draining on SIGTERM, connections closed by the broker, the
 connection limit, the command line (--check, --version), a port already in use, optional client
-certificates, JSON logs and the access line's byte counts, and the harness's own check that a
-crashed or misbehaving mqtls fails the test that started it."""
+certificates, JSON logs and the access line's byte counts, worker threads' names and scheduling,
+and the harness's own check that a crashed or misbehaving mqtls fails the test that started
+it."""
 
 import contextlib
 import io
@@ -470,6 +471,37 @@ class PortInUseTest(IntegrationTest):
         proxy.expected_exit = status
         self.assertRegex(proxy.log(), r"(?i)address (already )?in use")
         self.assertNotIn("mqtls ready", proxy.log())
+
+
+class WorkerThreadTest(IntegrationTest):
+    """Worker threads are named mqtls-wN and, by default, batch-scheduled (a worker woken by
+    the broker's bytes does not preempt the broker on a shared core); the other threads keep the
+    process's policy."""
+
+    def thread_policies(self, proxy, workers: int) -> dict:
+        """{thread name: scheduling policy} of proxy's threads, once all workers are named."""
+        def read():
+            policies = {}
+            for task in os.listdir(f"/proc/{proxy.pid}/task"):
+                with open(f"/proc/{proxy.pid}/task/{task}/comm") as comm:
+                    policies[comm.read().strip()] = os.sched_getscheduler(int(task))
+            named = all(f"mqtls-w{i}" in policies for i in range(workers))
+            return policies if named else None
+        return harness.wait_until(read, what=f"{workers} named worker threads")
+
+    def test_workers_are_batch_scheduled_by_default(self):
+        proxy = self.start_proxy(self.proxy_config(harness.free_port()))
+        policies = self.thread_policies(proxy, 2)
+        self.assertEqual(policies["mqtls-w0"], os.SCHED_BATCH, policies)
+        self.assertEqual(policies["mqtls-w1"], os.SCHED_BATCH, policies)
+        self.assertEqual(policies["mqtls"], os.SCHED_OTHER, policies)  # signals, reloads
+
+    def test_normal_scheduling_leaves_the_workers_alone(self):
+        config = self.proxy_config(harness.free_port())
+        config["worker_scheduling"] = "normal"
+        proxy = self.start_proxy(config)
+        policies = self.thread_policies(proxy, 2)
+        self.assertEqual(set(policies.values()), {os.SCHED_OTHER}, policies)
 
 
 class AccessLogTest(IntegrationTest):

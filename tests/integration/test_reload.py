@@ -257,10 +257,13 @@ class ReloadTest(IntegrationTest):
         config["listeners"][0]["tls"].update(cert=str(tls_dir / "server.pem"),
                                              key=str(tls_dir / "server.key"))
         config["limits"]["max_connections"] = 77
+        config["worker_scheduling"] = "normal"
         proxy.config_path.write_text(to_yaml(config))
         log_start = len(proxy.log())
         proxy.send_signal(signal.SIGHUP)
         proxy.wait_for_log(r"TLS reload \(SIGHUP\): 'limits\.max_connections' changed in .* "
+                           r"takes effect only after a restart", start=log_start)
+        proxy.wait_for_log(r"TLS reload \(SIGHUP\): 'worker_scheduling' changed in .* "
                            r"takes effect only after a restart", start=log_start)
         self.wait_served(port, second[0], "SIGHUP with a new certificate path")
         self.assertEqual(proxy.metric("mqtls_tls_reloads_total", result="ok"), 1)

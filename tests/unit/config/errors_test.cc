@@ -74,6 +74,11 @@ workers: 257
   expectError(result.errors[4], "13:10", "workers", "between 1 and 256");
 }
 
+TEST_F(ConfigTest, UnknownWorkerScheduling) {
+  expectOneError(load(std::string(kMinimal) + "worker_scheduling: fifo\n"), "7:20",
+                 "worker_scheduling", "use one of: batch, normal");
+}
+
 TEST_F(ConfigTest, BadDurationAndSizeFormats) {
   const LoadResult result =
       load(std::string(kMinimal) + "limits:\n  connect_timeout: 10 s\n  buffer_limit: 64KB\n");

@@ -15,6 +15,7 @@ using std::chrono::seconds;
 
 TEST_F(ConfigTest, FullConfigLoadsEveryKey) {
   const Config config = loadOk(R"(workers: 3
+worker_scheduling: normal
 log: {level: debug, format: json}
 metrics:
   listen: "[::1]:9100"
@@ -61,6 +62,7 @@ identity:
 )");
   EXPECT_EQ(config.source_path, path_);
   EXPECT_EQ(config.workers, 3);
+  EXPECT_EQ(config.worker_scheduling, WorkerScheduling::Normal);
   EXPECT_EQ(config.log.level, "debug");
   EXPECT_EQ(config.log.format, LogFormat::Json);
   EXPECT_EQ(config.metrics.listen, "[::1]:9100");
@@ -119,6 +121,7 @@ identity:
 void expectDefaults(const Config& config) {
   const int cores = static_cast<int>(std::thread::hardware_concurrency());
   EXPECT_EQ(config.workers, std::clamp(cores, 1, 256));
+  EXPECT_EQ(config.worker_scheduling, WorkerScheduling::Batch);
   const Config defaults;
   const TlsSettings tls_defaults;
   ASSERT_EQ(config.listeners.size(), 1u);
@@ -234,8 +237,9 @@ TEST_F(ConfigTest, ClientCaIsIgnoredWhenClientAuthIsNone) {
 }
 
 TEST_F(ConfigTest, AdminTlsRequiresClientCertificatesExactlyWhenAClientCaIsGiven) {
-  const std::string admin = "admin:\n  listen: 127.0.0.1:9100\n  tls:\n"
-                            "    cert: ${CERTS}/server-ec.pem\n    key: ${CERTS}/server-ec.key\n";
+  const std::string admin =
+      "admin:\n  listen: 127.0.0.1:9100\n  tls:\n"
+      "    cert: ${CERTS}/server-ec.pem\n    key: ${CERTS}/server-ec.key\n";
   const Config plain = loadOk(std::string(kMinimal) + admin);
   ASSERT_TRUE(plain.admin.tls.has_value());
   EXPECT_EQ(plain.admin.tls->client_auth, ClientAuth::None);
