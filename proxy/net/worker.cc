@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -17,23 +18,27 @@
 namespace mqtls::net {
 namespace {
 
-// Names the calling thread "mqtls-wN" (for top -H and /proc/PID/task/TID/comm) and gives it the
-// configured scheduling policy. `normal` leaves the policy the process was started with. A
-// policy the kernel refuses (a seccomp filter, say) is logged; the worker runs on with its own.
+// Gives the calling worker thread the configured scheduling policy, then names it "mqtls-wN"
+// (top -H, /proc/PID/task/TID/comm): once named, it runs under its policy. `normal` leaves the
+// policy the process was started with. A policy the kernel refuses (a seccomp filter that denies
+// sched_setscheduler) is logged once per process; the workers run on with their own.
 void prepareWorkerThread(int index, config::WorkerScheduling scheduling) {
+  if (scheduling == config::WorkerScheduling::Batch) {
+    const sched_param param{};  // priority 0, as SCHED_BATCH requires
+    const int error = pthread_setschedparam(pthread_self(), SCHED_BATCH, &param);
+    static std::atomic_flag warned = ATOMIC_FLAG_INIT;
+    if (error != 0 && !warned.test_and_set()) {
+      spdlog::warn(
+          "cannot set the batch scheduling policy (SCHED_BATCH) on the workers ({}); they keep "
+          "the process's policy. A seccomp filter that denies sched_setscheduler (systemd "
+          "SystemCallFilter=~@resources, a container profile) does this: allow that call, or "
+          "set worker_scheduling: normal",
+          std::strerror(error));
+    }
+  }
   char name[16];  // the kernel keeps 15 characters and the NUL
   std::snprintf(name, sizeof name, "mqtls-w%d", index);
   pthread_setname_np(pthread_self(), name);
-  if (scheduling != config::WorkerScheduling::Batch) {
-    return;
-  }
-  const sched_param param{};                              // priority 0, as SCHED_BATCH requires
-  if (sched_setscheduler(0, SCHED_BATCH, &param) != 0) {  // 0: this thread
-    spdlog::warn(
-        "worker {}: the kernel refused the batch scheduling policy ({}); the worker keeps the "
-        "process's policy (worker_scheduling: normal says so and silences this)",
-        index, std::strerror(errno));
-  }
 }
 
 constexpr int kBacklog = 1024;

@@ -121,6 +121,10 @@ class UnitFileTest(unittest.TestCase):
         self.assertIn(self.one("Restart"), ("on-failure", "always"))
         self.assertEqual(self.one("ExecReload"), "/bin/kill -HUP $MAINPID")
         self.assertNotIn("ReadWritePaths", self.service)
+        # @resources is denied, but worker_scheduling: batch (the default) needs this one call.
+        filters = self.service.get("SystemCallFilter", [])
+        self.assertIn("~@privileged @resources", filters)
+        self.assertIn("sched_setscheduler", filters[filters.index("~@privileged @resources"):])
 
     def test_exposure_score(self):
         with tempfile.TemporaryDirectory(prefix="mqtls-unit-") as tmp:

@@ -392,7 +392,10 @@ class Proxy(Process):
     """mqtls started from a config dict (or YAML text) written to the work directory."""
 
     def __init__(self, workdir: Path, config: dict | str, name: str = "mqtls",
-                 wait_ready: bool = True, expected_exit: int = 0):
+                 wait_ready: bool = True, expected_exit: int = 0,
+                 launcher: list[str] | None = None):
+        """launcher: a command that execs mqtls (its arguments appended), e.g. a tool that
+        installs a seccomp filter first."""
         self.workdir = workdir
         self.config = config
         # The status the test expects mqtls to end with: 0 (stopped by SIGTERM at teardown if
@@ -406,7 +409,7 @@ class Proxy(Process):
             self.port = config["listeners"][0]["port"]
             listen = config.get("metrics", {}).get("listen", "")
             self.metrics_url = f"http://{listen}/metrics" if listen else None
-        super().__init__(name, [MQTLS_BIN, "--config", str(self.config_path)],
+        super().__init__(name, [*(launcher or []), MQTLS_BIN, "--config", str(self.config_path)],
                          workdir / f"{name}.log")
         if wait_ready:
             self.wait_ready()
@@ -1325,10 +1328,11 @@ class IntegrationTest(unittest.TestCase):
         return merge(config, override)
 
     def start_proxy(self, config: dict | str, name: str = "mqtls", wait_ready: bool = True,
-                    expected_exit: int = 0) -> Proxy:
+                    expected_exit: int = 0, launcher: list[str] | None = None) -> Proxy:
         """mqtls, checked at teardown: it must end with expected_exit (see stop_and_check), so
-        a crash during the test fails it even when no assertion noticed."""
-        proxy = Proxy(self.workdir, config, name, wait_ready=False, expected_exit=expected_exit)
+        a crash during the test fails it even when no assertion noticed. launcher: see Proxy."""
+        proxy = Proxy(self.workdir, config, name, wait_ready=False, expected_exit=expected_exit,
+                      launcher=launcher)
         self._track(proxy, name)
         if wait_ready:
             proxy.wait_ready()

@@ -17,6 +17,7 @@ import time
 import unittest
 
 import harness
+import mqtt5
 from harness import (PUBLISH, IntegrationTest, connect_packet, decode_publish, pub, run_mqtls,
                      to_yaml)
 
@@ -476,32 +477,49 @@ class PortInUseTest(IntegrationTest):
 class WorkerThreadTest(IntegrationTest):
     """Worker threads are named mqtls-wN and, by default, batch-scheduled (a worker woken by
     the broker's bytes does not preempt the broker on a shared core); the other threads keep the
-    process's policy."""
+    process's policy, and a kernel that refuses the policy costs one warning, nothing more."""
 
-    def thread_policies(self, proxy, workers: int) -> dict:
-        """{thread name: scheduling policy} of proxy's threads, once all workers are named."""
+    def thread_policies(self, proxy, workers: int) -> list[tuple[str, int]]:
+        """(thread name, scheduling policy) of each of proxy's threads, once all its workers
+        are named (a worker is named after its policy is set)."""
         def read():
-            policies = {}
+            threads = []
             for task in os.listdir(f"/proc/{proxy.pid}/task"):
                 with open(f"/proc/{proxy.pid}/task/{task}/comm") as comm:
-                    policies[comm.read().strip()] = os.sched_getscheduler(int(task))
-            named = all(f"mqtls-w{i}" in policies for i in range(workers))
-            return policies if named else None
+                    threads.append((comm.read().strip(), os.sched_getscheduler(int(task))))
+            names = {name for name, _ in threads}
+            return threads if all(f"mqtls-w{i}" in names for i in range(workers)) else None
         return harness.wait_until(read, what=f"{workers} named worker threads")
 
     def test_workers_are_batch_scheduled_by_default(self):
         proxy = self.start_proxy(self.proxy_config(harness.free_port()))
-        policies = self.thread_policies(proxy, 2)
-        self.assertEqual(policies["mqtls-w0"], os.SCHED_BATCH, policies)
-        self.assertEqual(policies["mqtls-w1"], os.SCHED_BATCH, policies)
-        self.assertEqual(policies["mqtls"], os.SCHED_OTHER, policies)  # signals, reloads
+        threads = self.thread_policies(proxy, 2)
+        workers = [policy for name, policy in threads if name.startswith("mqtls-w")]
+        others = [policy for name, policy in threads if not name.startswith("mqtls-w")]
+        self.assertEqual(workers, [os.SCHED_BATCH] * 2, threads)
+        self.assertTrue(others, threads)  # signals, reloads, the admin listener
+        self.assertEqual(set(others), {os.SCHED_OTHER}, threads)
 
     def test_normal_scheduling_leaves_the_workers_alone(self):
         config = self.proxy_config(harness.free_port())
         config["worker_scheduling"] = "normal"
         proxy = self.start_proxy(config)
-        policies = self.thread_policies(proxy, 2)
-        self.assertEqual(set(policies.values()), {os.SCHED_OTHER}, policies)
+        threads = self.thread_policies(proxy, 2)
+        self.assertEqual({policy for _, policy in threads}, {os.SCHED_OTHER}, threads)
+
+    def test_a_refused_policy_costs_one_warning(self):
+        """Under a seccomp filter that denies sched_setscheduler (a container profile, systemd's
+        ~@resources): one warning for all workers, and the proxy serves as before."""
+        broker = self.start_broker()
+        launcher = [os.path.join(mqtt5.TOOLS_DIR, "deny_sched_setscheduler")]
+        proxy = self.start_proxy(self.proxy_config(broker.port), launcher=launcher)
+        threads = self.thread_policies(proxy, 2)
+        if os.SCHED_BATCH in {policy for _, policy in threads}:
+            self.skipTest("the filter does not cover this architecture's system calls")
+        warnings = re.findall(r"cannot set the batch scheduling policy", proxy.log())
+        self.assertEqual(len(warnings), 1, proxy.log())
+        self.assertIn("worker_scheduling: normal", proxy.log())
+        self.assert_round_trip(proxy, broker, "unbatched")
 
 
 class AccessLogTest(IntegrationTest):

@@ -187,6 +187,7 @@ TEST(RestartOnlyChanges, NamesEachChangedKeyAndNotTlsSettings) {
   next.listeners[0].tls.crl_files = {"/new.crl"};
   EXPECT_TRUE(restartOnlyChanges(running, next).empty());
   next.workers = 3;
+  next.worker_scheduling = config::WorkerScheduling::Normal;
   next.listeners[0].port = 9999;
   next.upstream.host = "broker";
   next.limits.max_connections = 5;
@@ -194,6 +195,7 @@ TEST(RestartOnlyChanges, NamesEachChangedKeyAndNotTlsSettings) {
   next.log.level = "debug";
   next.metrics.listen = "127.0.0.1:1";
   std::vector<std::string> expected = {"workers",
+                                       "worker_scheduling",
                                        "log.level",
                                        "metrics.listen",
                                        "listeners[0].port",
