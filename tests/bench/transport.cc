@@ -34,7 +34,11 @@ SslCtxPtr makeClientContext(const TlsFiles& files, int version, std::string& err
   }
   SSL_CTX_set_min_proto_version(ctx.get(), version);
   SSL_CTX_set_max_proto_version(ctx.get(), version);
-  SSL_CTX_set_mode(ctx.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // NO_AUTO_CHAIN: the client sends exactly the chain in its file. Without it, a leaf-only file
+  // and a verify store (--ca with server verification) make OpenSSL build and send leaf,
+  // intermediate and root: a "leaf only" run would measure a three-certificate chain.
+  SSL_CTX_set_mode(ctx.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                  SSL_MODE_NO_AUTO_CHAIN);
   if (SSL_CTX_use_certificate_chain_file(ctx.get(), files.cert.c_str()) != 1 ||
       SSL_CTX_use_PrivateKey_file(ctx.get(), files.key.c_str(), SSL_FILETYPE_PEM) != 1) {
     error = "client certificate " + files.cert + ": " + sslErrorText();
