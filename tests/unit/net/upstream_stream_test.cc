@@ -25,6 +25,16 @@ struct Recorder final : StreamObserver {
   }
 };
 
+// The broker at `host`:`port`, given up on after `timeout`.
+config::Upstream brokerAt(const std::string& host, std::uint16_t port,
+                          config::Duration timeout = config::Upstream{}.connect_timeout) {
+  config::Upstream upstream;
+  upstream.host = host;
+  upstream.port = port;
+  upstream.connect_timeout = timeout;
+  return upstream;
+}
+
 class UpstreamStreamTest : public NetTest {
  protected:
   // A TCP listener on 127.0.0.1 that accepts; returns its port.
@@ -61,10 +71,7 @@ class UpstreamStreamTest : public NetTest {
     std::uint16_t port = 0;
     const OwnedFd listener(listenLoopback(port));
     ASSERT_GE(listener.fd, 0);
-    config::Upstream upstream;
-    upstream.host = "127.0.0.1";
-    upstream.port = port;
-    stream.dial(upstream);
+    stream.dial(brokerAt("127.0.0.1", port));
     ASSERT_TRUE(runUntil([&] { return !recorder.events.empty(); }));
     ASSERT_EQ(recorder.events.front(), StreamEvent::Connected) << stream.closeDetail();
     const timeval bound{5, 0};
@@ -84,11 +91,7 @@ TEST_F(UpstreamStreamTest, TriesTheNextAddressWhenTheFirstRefuses) {
   resolve("broker.test", {"127.0.0.2", "127.0.0.1"});
   Recorder recorder;
   UpstreamStream stream(recorder, base(), dns());
-  config::Upstream upstream;
-  upstream.host = "broker.test";
-  upstream.port = port;
-  upstream.connect_timeout = 2s;
-  stream.dial(upstream);
+  stream.dial(brokerAt("broker.test", port, 2s));
   EXPECT_TRUE(recorder.events.empty()) << "events must never arrive from inside dial()";
   ASSERT_TRUE(runUntil([&] { return !recorder.events.empty(); }));
   EXPECT_EQ(recorder.events.front(), StreamEvent::Connected) << stream.closeDetail();
@@ -101,10 +104,7 @@ TEST_F(UpstreamStreamTest, EveryAddressFailingReportsEachAttempt) {
   resolve("broker.test", {"127.0.0.2", "127.0.0.3"});
   Recorder recorder;
   UpstreamStream stream(recorder, base(), dns());
-  config::Upstream upstream;
-  upstream.host = "broker.test";
-  upstream.port = port;
-  stream.dial(upstream);
+  stream.dial(brokerAt("broker.test", port));
   ASSERT_TRUE(runUntil([&] { return !recorder.events.empty(); }));
   EXPECT_EQ(recorder.events.front(), StreamEvent::Closed);
   EXPECT_EQ(stream.closeKind(), CloseKind::Error);
@@ -123,12 +123,8 @@ TEST_F(UpstreamStreamTest, AnAttemptThatRunsOutOfTimeSaysItTimedOut) {
   }
   Recorder recorder;
   UpstreamStream stream(recorder, base(), dns());
-  config::Upstream upstream;
-  upstream.host = "127.0.0.1";
-  upstream.port = port;
-  upstream.connect_timeout = 300ms;
   const auto started = std::chrono::steady_clock::now();
-  stream.dial(upstream);
+  stream.dial(brokerAt("127.0.0.1", port, 300ms));
   ASSERT_TRUE(runUntil([&] { return !recorder.events.empty(); }));
   EXPECT_EQ(recorder.events.front(), StreamEvent::Closed);
   EXPECT_TRUE(stream.timedOut()) << stream.closeDetail();
