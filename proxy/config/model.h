@@ -164,10 +164,11 @@ struct Admin {
   std::optional<TlsSettings> tls;
 };
 
-// How the kernel schedules the worker threads (Linux policies). Batch: a worker woken by bytes
-// does not preempt the task running on its core (usually the broker, on the cores it shares
-// with the proxy); it runs when that task blocks or its slice ends, and takes the burst in one
-// read. Normal: the policy of most processes, a woken worker preempts at once.
+// How the kernel schedules the worker threads (Linux policies). Batch: SCHED_BATCH, a worker
+// woken by bytes does not preempt the task running on its core (usually the broker, on the
+// cores it shares with the proxy); it runs when that task blocks or its slice ends, and takes
+// the burst in one read. Normal: the workers keep the policy the process was started with
+// (SCHED_OTHER for most, where a woken worker preempts at once).
 enum class WorkerScheduling { Batch, Normal };
 
 struct Config {

@@ -258,7 +258,9 @@ void Connection::whileDialing(Event event) {
     // The same connect_timeout bounds this deadline and the stream's last attempt: whichever
     // ends first, a timeout counts as one.
     const bool timed_out = event == Event::DeadlineExpired || upstream_->timedOut();
-    std::string detail = timed_out ? "broker connect timed out" : upstream_->closeDetail();
+    std::string detail = event == Event::DeadlineExpired ? "broker connect timed out"
+                         : timed_out ? "broker connect timed out: " + upstream_->closeDetail()
+                                     : upstream_->closeDetail();
     host_.metrics().upstreamFailed(timed_out ? "timeout" : "error");
     host_.metrics().limitedLog().warn("upstream_failed", "connection {}: broker unavailable: {}",
                                       id_, detail);

@@ -31,9 +31,9 @@
 namespace mqtls::net {
 
 // The restart-only settings that differ between the running configuration and `next`, as key
-// paths ("workers", "worker_scheduling", "listeners (count)", "listeners[0].port", "upstream.host", "limits.*",
-// "identity.*", "log.*", "metrics.listen"), in file order. Listener TLS settings are not among
-// them: a reload applies those.
+// paths ("workers", "worker_scheduling", "listeners (count)", "listeners[0].port",
+// "upstream.host", "limits.*", "identity.*", "log.*", "metrics.listen"), in file order. Listener
+// TLS settings are not among them: a reload applies those.
 std::vector<std::string> restartOnlyChanges(const config::Config& running,
                                             const config::Config& next);
 

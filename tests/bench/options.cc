@@ -114,20 +114,24 @@ bool sizedScenario(const std::string& name, Scenario& scenario) {
   if (!ping_pong && name.rfind("publish-", 0) != 0) {
     return false;
   }
+  constexpr unsigned long long kMaxBytes = 16ULL << 20;
   const char* size = name.c_str() + (ping_pong ? 9 : 8);
+  if (*size < '0' || *size > '9') {
+    return false;  // strtoull would take a sign or spaces too
+  }
   char* end = nullptr;
   unsigned long long bytes = std::strtoull(size, &end, 10);
-  if (end == size || bytes == 0) {
+  if (bytes == 0 || bytes > kMaxBytes) {
     return false;
   }
   std::string unit = " B";
   if (*end == 'k' || *end == 'K' || *end == 'm' || *end == 'M') {
     const bool mebi = *end == 'm' || *end == 'M';
     unit = mebi ? " MiB" : " KiB";
-    bytes <<= mebi ? 20 : 10;
+    bytes <<= mebi ? 20 : 10;  // cannot wrap: bytes <= 16 MiB before the shift
     ++end;
   }
-  if (*end != '\0' || bytes < 24 || bytes > (16ULL << 20)) {
+  if (*end != '\0' || bytes < 24 || bytes > kMaxBytes) {
     return false;
   }
   const std::string shown = unit == " B"     ? std::to_string(bytes)

@@ -176,7 +176,8 @@ class UpstreamTest(IntegrationTest):
         self.assertEqual(proxy.metric("mqtls_upstream_connect_failures_total",
                                       reason="timeout"), 1)
         record = proxy.wait_access(close="broker_unavailable")
-        self.assertEqual(record["detail"], "broker connect timed out")
+        # The connection's deadline, or the stream's last attempt (which names what it tried).
+        self.assertTrue(record["detail"].startswith("broker connect timed out"), record)
         # MQTT 3.1.1: CONNACK 0x03 server unavailable, after the same second.
         client = self.raw(proxy.port)
         started = time.monotonic()

@@ -85,16 +85,18 @@ class VerifyCacheTest(IntegrationTest):
         self.assertEqual(self.lookups(proxy, "hit"), hits)
 
     def test_a_cached_chain_that_expired_since_is_refused(self):
-        not_after = (datetime.datetime.now(datetime.timezone.utc) +
-                     datetime.timedelta(seconds=6)).replace(microsecond=0)
-        device = self.ca.client("short", "device-short-lived", not_after)
         proxy = self.start()
+        not_after = (datetime.datetime.now(datetime.timezone.utc) +
+                     datetime.timedelta(seconds=10)).replace(microsecond=0)
+        device = self.ca.client("short", "device-short-lived", not_after)
         self.assertTrue(mqtt5.admitted(proxy.port, device, "d1"))
         self.assertTrue(mqtt5.admitted(proxy.port, device, "d2"))
         proxy.wait_metric("mqtls_tls_verify_cache_total", listener="mqtts", result="hit")
         hits = self.lookups(proxy, "hit")
         left = (not_after - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
-        self.assertGreater(left, 0, "the certificate expired before the cache was tried")
+        if left < 1:
+            self.skipTest(f"this machine took {10 - left:.1f} s to issue a certificate and "
+                          f"connect twice: too slow to see a cached chain expire")
         time.sleep(left + 1.5)
         self.assertFalse(mqtt5.admitted(proxy.port, device, "d3"), "an expired device was admitted")
         proxy.wait_metric("mqtls_tls_handshake_failures_total", reason="expired")
