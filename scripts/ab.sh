@@ -2,9 +2,9 @@
 # Paired before/after: two mqtls binaries measured at the same moment on the same core, so that
 # the machine's speed, which can change by half between minutes on a shared VM, moves both alike.
 # Both run with workers: 1 on CPU 0 (with the plaintext Mosquitto they share), each loaded by its
-# own mqtls_bench on CPU 1 at the same time; a round runs every scenario once, and the two swap
+# own mqtls-bench on CPU 1 at the same time; a round runs every scenario once, and the two swap
 # ports and start order from round to round. Prints each round's server CPU per operation (from
-# /proc/PID/stat, as mqtls_bench reports it) and, per scenario, the median of AFTER/BEFORE:
+# /proc/PID/stat, as mqtls-bench reports it) and, per scenario, the median of AFTER/BEFORE:
 # below 1, AFTER costs less. Rates mean little here (the two proxies share a core); CPU per
 # operation is the figure. Use it for a change too small for bench.sh's rounds to see.
 # Either side may instead be one of the peers bench.sh compares with, started the same way:
@@ -15,9 +15,9 @@
 #   scripts/ab.sh [--rounds N] [--duration SEC] [--warmup SEC] [--scenarios a,b,...] BEFORE AFTER
 #     BEFORE, AFTER   two mqtls binaries (e.g. builds of two commits), or a peer's name
 #     --rounds N      rounds (default 6)
-#     --scenarios     mqtls_bench scenarios (default connect-tls13,resume-tls13); the handshake
+#     --scenarios     mqtls-bench scenarios (default connect-tls13,resume-tls13); the handshake
 #                     and publish scenarios, not idle
-#   MQTLS_BENCH_BUILD=DIR   build directory of mqtls_bench and the test PKI (default: build)
+#   MQTLS_BENCH_BUILD=DIR   build directory of mqtls-bench and the test PKI (default: build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -62,7 +62,7 @@ trap 'exit 130' INT TERM
 source scripts/bench_lib.sh
 
 cmake -S "$root" -B "$build" -DMQTLS_TESTS=ON >"$work/cmake.log" 2>&1 || { tail -n 30 "$work/cmake.log" >&2; exit 1; }
-cmake --build "$build" --target mqtls_bench >"$work/build.log" 2>&1 || { tail -n 30 "$work/build.log" >&2; exit 1; }
+cmake --build "$build" --target mqtls-bench >"$work/build.log" 2>&1 || { tail -n 30 "$work/build.log" >&2; exit 1; }
 bash certs/gen.sh "$build/certs" >/dev/null
 certs="$build/certs"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -131,7 +131,7 @@ for round in $(seq "$rounds"); do
     gen_pids=()
     for step in 0 1; do
       index=$(((step + swap) % 2))
-      taskset -c 1 "$build/tests/bench/mqtls_bench" \
+      taskset -c 1 "$build/tests/bench/mqtls-bench" \
         --target "p$index=tls:${ports[$(((index + swap) % 2))]}:${proxy_pids[$index]}" \
         --cert "$certs/client.pem" --key "$certs/client.key" --scenarios "$scenario" \
         --duration "$duration" --warmup "$warmup" >"$work/gen$index.log" 2>&1 &

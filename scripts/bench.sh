@@ -22,15 +22,15 @@
 # HAProxy tuned, Mosquitto's TLS listener) by scripts/ab.sh, both on CPU 0 each with its own
 # generator on CPU 1: the CPU per operation of the TLS-terminating processes, whose ratio does not
 # move with the VM's speed as ratios of runs seconds apart do.
-# mqtls_bench (tests/bench) measures one target at a time and prints rates, latencies and server
+# mqtls-bench (tests/bench) measures one target at a time and prints rates, latencies and server
 # CPU per operation with ratios. Servers (and the broker) run on CPU 0, the load generator on
 # CPU 1. Exits non-zero if any target fails to work.
-# Before each round, mqtls_ceiling (tests/bench) runs the server side of the same handshakes
+# Before each round, mqtls-ceiling (tests/bench) runs the server side of the same handshakes
 # in-process, on CPU 0, with the main mqtls target's configuration: the CPU per handshake that
 # configuration allows; the end compares mqtls's own CPU per handshake+CONNACK with it, round by
 # round (this machine's speed can change by half between minutes, so a ceiling measured once
 # would compare two different machines).
-# A round is one mqtls_bench run over every target; each round rotates the targets' order, and
+# A round is one mqtls-bench run over every target; each round rotates the targets' order, and
 # the end prints, per figure, mqtls's median value and the median of its per-round ratios to
 # each other target (HAProxy first).
 #
@@ -44,7 +44,7 @@
 #     --scaling      how handshakes scale across cores, where the load generator cannot have a
 #                    core of its own: adds mqtls-2w (workers: 2, unpinned) and prints its CPU per
 #                    handshake against the pinned one-worker mqtls (equal CPU per handshake means
-#                    two cores give twice the rate); and runs mqtls_ceiling unpinned with one
+#                    two cores give twice the rate); and runs mqtls-ceiling unpinned with one
 #                    thread, with two threads as two workers (each its own OpenSSL library
 #                    context, sharing the session store and verified-chain cache) and with two
 #                    threads in one library context (as workers were before), printing the rate
@@ -52,7 +52,7 @@
 #     --paired       also the paired comparisons (above): as many rounds as --rounds, at least 3,
 #                    over the scenarios asked for (idle excluded; by default the four handshakes
 #                    and publish-64, publish-16k)
-#     BENCH_ARGS     passed to mqtls_bench, e.g. --scenarios connect-tls13,publish-64
+#     BENCH_ARGS     passed to mqtls-bench, e.g. --scenarios connect-tls13,publish-64
 #   MQTLS_BENCH_BUILD=DIR   build directory (default: build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -140,11 +140,11 @@ fi
 say "build"
 cmake -S "$root" -B "$build" -DMQTLS_TESTS=ON >"$work/cmake.log" 2>&1 ||
   { tail -n 30 "$work/cmake.log" >&2; exit 1; }
-cmake --build "$build" --target mqtls mqtls_bench mqtls_ceiling >"$work/build.log" 2>&1 ||
+cmake --build "$build" --target mqtls mqtls-bench mqtls-ceiling >"$work/build.log" 2>&1 ||
   { tail -n 30 "$work/build.log" >&2; exit 1; }
 mqtls="$build/proxy/mqtls"
-bench="$build/tests/bench/mqtls_bench"
-ceiling="$build/tests/bench/mqtls_ceiling"
+bench="$build/tests/bench/mqtls-bench"
+ceiling="$build/tests/bench/mqtls-ceiling"
 echo "mqtls:     $("$mqtls" --version)"
 
 # Room for the idle scenario (tens of thousands of connections): as many descriptors as this
@@ -284,7 +284,7 @@ targets+=("mosquitto-plain=plain:$broker_port:$broker_pid")
 
 say "ceiling"
 status=0
-# The in-process ceiling for each connect scenario mqtls_bench runs (all four by default), with
+# The in-process ceiling for each connect scenario mqtls-bench runs (all four by default), with
 # the client chain it presents (--chain leaf: the leaf-only file).
 requested=""
 ceiling_cert="$certs/client.pem"
@@ -321,7 +321,7 @@ if [ -n "$ceiling_scenarios" ]; then
       [ "$threads" != 2-one ] || scaling_cmd+=(--one-library)
       echo "${scaling_cmd[*]}"
       "${scaling_cmd[@]}" | tee -a "$work/ceiling-threads-$threads.txt" ||
-        { status=$?; echo "bench.sh: mqtls_ceiling --threads $threads failed" >&2; }
+        { status=$?; echo "bench.sh: mqtls-ceiling --threads $threads failed" >&2; }
     done
   fi
 else
@@ -349,7 +349,7 @@ for ((round = 1; round <= rounds; round++)); do
   [ "$rounds" = 1 ] || say "round $round of $rounds"
   if [ -n "$ceiling_scenarios" ]; then
     "${ceiling_cmd[@]}" | tee "$work/ceiling-$round.txt" ||
-      { status=$?; echo "bench.sh: mqtls_ceiling failed (status $status)" >&2; }
+      { status=$?; echo "bench.sh: mqtls-ceiling failed (status $status)" >&2; }
   fi
   echo "${bench_cmd[*]}"
   "${bench_cmd[@]}" | tee "$work/round-$round.txt" || status=$?
@@ -359,7 +359,7 @@ say "summary"
 names=()
 for spec in "${targets[@]}"; do names+=("${spec%%=*}"); done
 python3 - "$work" "${names[*]}" "$work"/round-*.txt <<'PY'
-"""Medians over the rounds of mqtls_bench's tables, mqtls against its ceiling, and scaling."""
+"""Medians over the rounds of mqtls-bench's tables, mqtls against its ceiling, and scaling."""
 import os
 import re
 import statistics
@@ -376,7 +376,7 @@ TABLES = [("Rates", ["rate"], True),
 
 
 def parse(path):
-    """{(row title, label, higher is better): {target: value}} from one mqtls_bench report."""
+    """{(row title, label, higher is better): {target: value}} from one mqtls-bench report."""
     figures, table, columns = {}, None, None
     for line in open(path, errors="replace"):
         line = line.rstrip()
@@ -423,7 +423,7 @@ for row in rows:
 print()
 
 def ceiling_of(path):
-    """{scenario: server CPU us} from one mqtls_ceiling run."""
+    """{scenario: server CPU us} from one mqtls-ceiling run."""
     found = {}
     if os.path.exists(path):
         for line in open(path, errors="replace"):

@@ -1,4 +1,4 @@
-// mqtls_ceiling: what mqtls's own TLS configuration allows one core to do. Loads an mqtls
+// mqtls-ceiling: what mqtls's own TLS configuration allows one core to do. Loads an mqtls
 // configuration exactly as `mqtls` does (startup::checkConfigFile), takes listener 0's context and
 // runs the server side of real mutual-TLS handshakes against the load generator's own client
 // context (makeClientContext) in this process, over a memory BIO pair: no sockets, no event loop,
@@ -43,7 +43,7 @@ namespace mqtls::bench {
 namespace {
 
 constexpr const char* kUsage =
-    "usage: mqtls_ceiling --config FILE --cert FILE --key FILE [--ca FILE]\n"
+    "usage: mqtls-ceiling --config FILE --cert FILE --key FILE [--ca FILE]\n"
     "                     [--duration SEC] [--scenarios a,b,...] [--threads N] [--one-library]\n"
     "\n"
     "Runs the server side of mutual-TLS handshakes in-process with the TLS context mqtls builds\n"
@@ -420,7 +420,7 @@ bool selectScenarios(const std::string& list, CeilingOptions& options) {
       }
     }
     if (!found) {
-      std::fprintf(stderr, "mqtls_ceiling: unknown scenario '%s'\n%s", name.c_str(), kUsage);
+      std::fprintf(stderr, "mqtls-ceiling: unknown scenario '%s'\n%s", name.c_str(), kUsage);
       return false;
     }
   }
@@ -451,13 +451,13 @@ std::optional<int> parseOptions(int argc, char** argv, CeilingOptions& options) 
     } else if (i + 1 < argc && arg == "--threads") {
       options.threads = std::atoi(argv[++i]);
     } else {
-      std::fprintf(stderr, "mqtls_ceiling: unknown argument or missing value: '%s'\n%s",
+      std::fprintf(stderr, "mqtls-ceiling: unknown argument or missing value: '%s'\n%s",
                    arg.c_str(), kUsage);
       return 2;
     }
   }
   options.client.verify_server = !options.client.ca.empty();
-  options.client.server_ip = "127.0.0.1";
+  options.client.server_identity = "127.0.0.1";
   if (scenarios.empty()) {
     options.scenarios.assign(std::begin(kScenarios), std::end(kScenarios));
   } else if (!selectScenarios(scenarios, options)) {
@@ -466,7 +466,7 @@ std::optional<int> parseOptions(int argc, char** argv, CeilingOptions& options) 
   if (options.config.empty() || options.client.cert.empty() || options.client.key.empty() ||
       options.duration <= 0 || options.scenarios.empty() || options.threads < 1 ||
       options.threads > 64) {
-    std::fprintf(stderr, "mqtls_ceiling: missing or invalid arguments\n%s", kUsage);
+    std::fprintf(stderr, "mqtls-ceiling: missing or invalid arguments\n%s", kUsage);
     return 2;
   }
   return std::nullopt;
@@ -481,16 +481,16 @@ std::unique_ptr<tls::ContextStore> loadContexts(const std::string& path,
     for (const auto& line : checked.loaded.errors) {
       std::fprintf(stderr, "%s\n", line.c_str());
     }
-    std::fprintf(stderr, "mqtls_ceiling: %s has no usable listener\n", path.c_str());
+    std::fprintf(stderr, "mqtls-ceiling: %s has no usable listener\n", path.c_str());
     return nullptr;
   }
   auto store = tls::ContextStore::create(checked.contexts[0],
                                          checked.loaded.config->listeners[0].tls, libraries);
   if (!store) {
-    std::fprintf(stderr, "mqtls_ceiling: %s\n", store.error().message.c_str());
+    std::fprintf(stderr, "mqtls-ceiling: %s\n", store.error().message.c_str());
     return nullptr;
   }
-  std::printf("mqtls_ceiling with %s: listener '%s' of %s\n", OpenSSL_version(OPENSSL_VERSION),
+  std::printf("mqtls-ceiling with %s: listener '%s' of %s\n", OpenSSL_version(OPENSSL_VERSION),
               checked.loaded.config->listeners[0].name.c_str(), path.c_str());
   return std::move(store.value());
 }
@@ -507,7 +507,7 @@ int run(int argc, char** argv) {
   tls::LibraryContexts client_libraries(options.one_library ? 1 : slots + 1);
   for (const auto* warnings : {&libraries.warnings(), &client_libraries.warnings()}) {
     for (const auto& warning : *warnings) {
-      std::fprintf(stderr, "mqtls_ceiling: %s\n", warning.c_str());
+      std::fprintf(stderr, "mqtls-ceiling: %s\n", warning.c_str());
     }
   }
   std::unique_ptr<tls::ContextStore> contexts = loadContexts(options.config, libraries);

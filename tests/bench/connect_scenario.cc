@@ -105,7 +105,7 @@ void ConnectRun::reopenIdle() {
     }
     std::string id = "bench-" + scenario_.name + "-" + std::to_string(next_id_++);
     try {
-      loop->open(target_.address, ctx_, loop->session.get(), id);
+      loop->open(target_.endpoint, ctx_, loop->session.get(), id);
     } catch (const OpenError& error) {
       failed(error.what(), false);
     }

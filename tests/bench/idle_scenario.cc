@@ -2,8 +2,8 @@
 // bounded number in flight, holds them all open, checks each is still alive with a PINGREQ, and
 // reports how much the target's resident memory grew per connection. The connections are kept
 // lean (no buffers beyond a few bytes, OpenSSL's buffers released while idle) so that tens of
-// thousands fit in the generator, and bind to 127.0.0.1..127.0.0.K in rotation so loopback
-// ephemeral ports do not run out.
+// thousands fit in the generator; to a loopback IPv4 target they bind to 127.0.0.1..127.0.0.K
+// in rotation so loopback ephemeral ports do not run out.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -41,8 +41,9 @@ class IdleConnection : public EventHandler {
   explicit IdleConnection(IdleRun& run) : run_(run) {}
   ~IdleConnection() override { release(); }
 
-  // Starts a non-blocking connect to `target`, from `source` unless its address is 0.
-  void open(const sockaddr_in& source, const sockaddr_in& target, SSL_CTX* ctx,
+  // Starts a non-blocking connect to `target`, from `source` unless its address is 0 (IPv4
+  // targets only).
+  void open(const sockaddr_in& source, const Endpoint& target, SSL_CTX* ctx,
             const std::string& client_id);
   void ping();
   // DISCONNECT and close_notify (best effort, never blocks), then close.
@@ -110,26 +111,26 @@ class IdleRun {
   RunResult result_;
 };
 
-void IdleConnection::open(const sockaddr_in& source, const sockaddr_in& target, SSL_CTX* ctx,
+void IdleConnection::open(const sockaddr_in& source, const Endpoint& target, SSL_CTX* ctx,
                           const std::string& client_id) {
   opened_at_ = Clock::now();
   state_ = State::Connecting;
   out_ = encodeConnect(client_id, 0);
-  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  std::string error;
+  fd_ = openClientSocket(target, error);
   if (fd_ < 0) {
-    fail(std::string("socket: ") + std::strerror(errno));
+    fail(error);
     return;
   }
   int one = 1;
-  setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (source.sin_addr.s_addr != 0) {
+  if (source.sin_addr.s_addr != 0 && target.family() == AF_INET) {
     setsockopt(fd_, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
     if (::bind(fd_, reinterpret_cast<const sockaddr*>(&source), sizeof source) != 0) {
       fail(std::string("bind: ") + std::strerror(errno));
       return;
     }
   }
-  if (::connect(fd_, reinterpret_cast<const sockaddr*>(&target), sizeof target) != 0 &&
+  if (::connect(fd_, reinterpret_cast<const sockaddr*>(&target.address), target.length) != 0 &&
       errno != EINPROGRESS) {
     fail(std::string("connect: ") + std::strerror(errno));
     return;
@@ -139,6 +140,10 @@ void IdleConnection::open(const sockaddr_in& source, const sockaddr_in& target, 
     SSL_set_fd(ssl_.get(), fd_);
     SSL_set_connect_state(ssl_.get());
     SSL_set_mode(ssl_.get(), SSL_MODE_RELEASE_BUFFERS);
+    if (!applyServerName(ssl_.get(), target)) {
+      fail("server name '" + target.server_name + "' refused by OpenSSL");
+      return;
+    }
   }
   interest_ = EPOLLOUT;
   run_.loop().add(fd_, this, interest_);
@@ -348,7 +353,7 @@ IdleRun::IdleRun(const Options& options, const Target& target, const Scenario& s
     : options_(options), target_(target), scenario_(scenario), ctx_(ctx) {
   result_.scenario = scenario.name;
   result_.target = target.name;
-  bool loopback = (ntohl(target.address.sin_addr.s_addr) >> 24) == 127;
+  const bool loopback = target.endpoint.isLoopbackV4();
   std::size_t wanted =
       options.source_addresses > 0
           ? static_cast<std::size_t>(options.source_addresses)
@@ -387,7 +392,7 @@ void IdleRun::openMore() {
     }
     auto& connection = connections_.emplace_back(*this);
     ++in_flight_;
-    connection.open(source, target_.address, ctx_,
+    connection.open(source, target_.endpoint, ctx_,
                     "bench-idle-" + std::to_string(getpid()) + "-" + std::to_string(index));
   }
 }

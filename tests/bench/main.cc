@@ -1,4 +1,4 @@
-// mqtls_bench: drives mutual-TLS MQTT load at several targets, one after the other, and prints
+// mqtls-bench: drives mutual-TLS MQTT load at several targets, one after the other, and prints
 // how the first compares to the rest. Exit codes: 0 all targets worked, 1 a target failed
 // (refused, closed or corrupted something), 2 bad usage or setup.
 #include <openssl/crypto.h>
@@ -30,7 +30,7 @@ bool makeContexts(const Options& options, std::map<int, ContextSet>& contexts) {
       set.subscriber = makeClientContext(options.subscriber, version, error);
     }
     if (!set.client || !set.subscriber) {
-      std::fprintf(stderr, "mqtls_bench: %s\n", error.c_str());
+      std::fprintf(stderr, "mqtls-bench: %s\n", error.c_str());
       return false;
     }
   }
@@ -43,14 +43,19 @@ void printSetup(const Options& options, const std::string& chain) {
     std::snprintf(rate, sizeof rate, "%.0f msg/s", options.rate);
   }
   std::printf(
-      "mqtls_bench with %s: %.1f s per run after %.1f s warm-up, %d connect loops, "
+      "mqtls-bench with %s: %.1f s per run after %.1f s warm-up, %d connect loops, "
       "%d publisher(s), window %zu B, QoS %d, rate %s\n",
       OpenSSL_version(OPENSSL_VERSION), options.duration, options.warmup, options.concurrency,
       options.publishers, options.window, options.qos, rate);
   std::printf("  client chain: %s\n", chain.c_str());
   for (const auto& target : options.targets) {
-    std::printf("  target %-16s %s port %u, server pids", target.name.c_str(),
-                target.tls ? "mTLS" : "plaintext", ntohs(target.address.sin_port));
+    std::printf("  target %-16s %s %s", target.name.c_str(), target.tls ? "mTLS" : "plaintext",
+                target.endpoint.text().c_str());
+    if (target.tls && !target.endpoint.server_name.empty()) {
+      std::printf(", server name %s", target.endpoint.server_name.c_str());
+    }
+    std::printf(target.pids.empty() ? ", no server pids (client-side figures only)"
+                                    : ", server pids");
     for (int pid : target.pids) {
       std::printf(" %d", pid);
     }
@@ -73,14 +78,20 @@ RunResult runOne(const Options& options, const Target& target, const Scenario& s
     use.client = contexts.at(scenario.tls_version).client.get();
     use.subscriber = contexts.at(scenario.tls_version).subscriber.get();
   }
+  RunResult result;
   switch (scenario.kind) {
     case ScenarioKind::Connect:
-      return runConnectScenario(options, target, scenario, use);
+      result = runConnectScenario(options, target, scenario, use);
+      break;
     case ScenarioKind::Idle:
-      return runIdleScenario(options, target, scenario, use);
+      result = runIdleScenario(options, target, scenario, use);
+      break;
     default:
-      return runPubSubScenario(options, target, scenario, use);
+      result = runPubSubScenario(options, target, scenario, use);
+      break;
   }
+  result.server_measured = !target.pids.empty();
+  return result;
 }
 
 // The file descriptors the selected scenarios hold at once, with room for the rest.
@@ -89,7 +100,7 @@ bool raiseLimits(const Options& options) {
                        static_cast<std::size_t>(options.publishers) + 64;
   std::string error;
   if (!raiseFileLimit(needed, error)) {
-    std::fprintf(stderr, "mqtls_bench: %s\n", error.c_str());
+    std::fprintf(stderr, "mqtls-bench: %s\n", error.c_str());
     return false;
   }
   return true;

@@ -21,8 +21,9 @@ struct RunResult {
   std::uint64_t resumed = 0;
   std::uint64_t payload_bytes = 0;
   std::vector<std::uint32_t> latency_us;
-  double server_cpu = 0;  // seconds, the process terminating TLS
-  double total_cpu = 0;   // seconds, every server-side process of the target (incl. the broker)
+  bool server_measured = false;  // the target named its server processes (PIDs)
+  double server_cpu = 0;         // seconds, the process terminating TLS
+  double total_cpu = 0;  // seconds, every server-side process of the target (incl. the broker)
   double generator_cpu = 0;
   std::string tls;  // negotiated version, cipher and group
   // Idle runs: connections held open, and the growth of resident memory while they were, in

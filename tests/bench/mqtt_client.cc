@@ -16,7 +16,7 @@ MqttClient::~MqttClient() {
   close(false);
 }
 
-void MqttClient::open(const sockaddr_in& address, SSL_CTX* ctx, SSL_SESSION* session,
+void MqttClient::open(const Endpoint& endpoint, SSL_CTX* ctx, SSL_SESSION* session,
                       const std::string& client_id) {
   close(false);
   ++generation_;
@@ -28,7 +28,7 @@ void MqttClient::open(const sockaddr_in& address, SSL_CTX* ctx, SSL_SESSION* ses
   out_pos_ = 0;
   write_blocked_ = read_wants_write_ = false;
   connect_packet_ = encodeConnect(client_id, 60);
-  transport_ = std::make_unique<Transport>(address, ctx, session);
+  transport_ = std::make_unique<Transport>(endpoint, ctx, session);
   if (transport_->fd() < 0) {
     std::string error = transport_->error();
     transport_.reset();

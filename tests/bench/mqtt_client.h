@@ -29,7 +29,7 @@ class MqttClient : public EventHandler {
 
   // Opens a new connection (closing any previous one) and sends CONNECT once it is up. Throws
   // OpenError if the connection cannot be started.
-  void open(const sockaddr_in& address, SSL_CTX* ctx, SSL_SESSION* session,
+  void open(const Endpoint& endpoint, SSL_CTX* ctx, SSL_SESSION* session,
             const std::string& client_id);
   // Closes at once; with `graceful`, sends DISCONNECT and close_notify first (best effort).
   void close(bool graceful);

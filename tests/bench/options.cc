@@ -1,6 +1,5 @@
 #include "options.h"
 
-#include <arpa/inet.h>
 #include <openssl/ssl.h>
 
 #include <algorithm>
@@ -12,21 +11,28 @@ namespace mqtls::bench {
 namespace {
 
 constexpr const char* kUsage =
-    "usage: mqtls_bench --target NAME=tls|plain:PORT[:PID[,PID...]] [--target ...]\n"
+    "usage: mqtls-bench --target NAME=tls|plain:PORT[:PID[,PID...]] [--target ...]\n"
     "                   --cert FILE --key FILE [--ca FILE --verify-server]\n"
     "                   [--chain full|leaf [--leaf-cert FILE]]\n"
-    "                   [--sub-cert FILE --sub-key FILE] [--host 127.0.0.1]\n"
+    "                   [--sub-cert FILE --sub-key FILE]\n"
+    "                   [--host NAME|ADDRESS] [--server-name NAME]\n"
     "                   [--duration SEC] [--warmup SEC] [--concurrency N]\n"
     "                   [--publishers N] [--subscribers N] [--window BYTES] [--qos 0|1]\n"
-    "                   [--rate MSG_PER_SEC]\n"
+    "                   [--rate MSG_PER_SEC] [--topic-prefix PREFIX]\n"
     "                   [--idle-connections N] [--idle-inflight N] [--source-addresses K]\n"
     "                   [--scenarios a,b,...]\n"
     "\n"
     "Runs each scenario against each target in turn (never two at once) and prints rates,\n"
     "latencies and server CPU per operation, with ratios of the first target to the others.\n"
     "PIDs are the target's server-side processes, the one terminating TLS first; their CPU\n"
-    "time (from /proc/PID/stat) is reported per operation, their memory (VmRSS) for idle runs.\n"
+    "time (from /proc/PID/stat) is reported per operation, their memory (VmRSS) for idle runs;\n"
+    "a target on another machine has no PIDs, and its figures are the client side's only.\n"
     "\n"
+    "--host:  where every target listens: a host name, an IPv4 or an IPv6 address (default\n"
+    "         127.0.0.1); a name is resolved once, and its first address is used.\n"
+    "--server-name: the name sent as SNI and, with --verify-server, the name the server\n"
+    "         certificate must carry (default: --host when it is a name; no SNI and the\n"
+    "         address checked when it is an address).\n"
     "Scenarios: connect-tls13 connect-tls12 resume-tls13 resume-tls12 publish-64 publish-4k\n"
     "           publish-16k pingpong-64 (default: all of these); publish-SIZE and\n"
     "           pingpong-SIZE for any other payload size (bytes, or with k or m: KiB, MiB;\n"
@@ -34,11 +40,13 @@ constexpr const char* kUsage =
     "           idle-N: N connections (default --idle-connections 1000) opened with at most\n"
     "           --idle-inflight (200) handshakes at once, held open --duration seconds,\n"
     "           checked with a PINGREQ each, then closed; prints the servers' memory per\n"
-    "           connection. Client sockets bind to 127.0.0.1..127.0.0.K in rotation (K:\n"
-    "           --source-addresses, by default one per 20000 connections).\n"
+    "           connection. To a 127.x host, client sockets bind to 127.0.0.1..127.0.0.K in\n"
+    "           rotation (K: --source-addresses, by default one per 20000 connections).\n"
     "--qos 1: publishers send QoS 1 and keep at most the window unacknowledged (PUBACK and\n"
     "         delivery); the subscriber subscribes at QoS 1 and acknowledges.\n"
     "--rate:  messages per second across all publishers (0, the default: flat out).\n"
+    "--topic-prefix: publish scenarios use PREFIX/TARGET/SCENARIO/PID (default bench), which\n"
+    "         the broker must let the client identity publish and subscribe to.\n"
     "--subscribers N: N subscribers on the topic (default 1), each receiving every message;\n"
     "         messages/s, MB/s and latencies then count deliveries.\n"
     "--chain: the client chain the connect loops, publishers and idle connections present:\n"
@@ -54,8 +62,11 @@ std::vector<std::string> split(const std::string& text, char separator) {
   return parts;
 }
 
-// NAME=tls|plain:PORT[:PID[,PID...]]
-bool parseTarget(const std::string& spec, const std::string& host, Target& target) {
+// NAME=tls|plain:PORT[:PID[,PID...]], at `host`; false with `error` set if it is malformed or
+// the host cannot be resolved.
+bool parseTarget(const std::string& spec, const std::string& host, Target& target,
+                 std::string& error) {
+  error = "bad --target '" + spec + "'";
   auto equals = spec.find('=');
   if (equals == std::string::npos || equals == 0) {
     return false;
@@ -66,11 +77,8 @@ bool parseTarget(const std::string& spec, const std::string& host, Target& targe
     return false;
   }
   target.tls = fields[0] == "tls";
-  int port = std::atoi(fields[1].c_str());
-  target.address.sin_family = AF_INET;
-  target.address.sin_port = htons(static_cast<std::uint16_t>(port));
-  if (port <= 0 || port > 65535 ||
-      inet_pton(AF_INET, host.c_str(), &target.address.sin_addr) != 1) {
+  if (fields[1].find_first_not_of("0123456789") != std::string::npos ||
+      !resolveEndpoint(host, std::atoi(fields[1].c_str()), target.endpoint, error)) {
     return false;
   }
   if (fields.size() == 3) {
@@ -164,7 +172,7 @@ bool selectScenarios(const std::string& list, Options& options) {
       found = true;
     }
     if (!found) {
-      std::fprintf(stderr, "mqtls_bench: unknown scenario '%s'\n", name.c_str());
+      std::fprintf(stderr, "mqtls-bench: unknown scenario '%s'\n", name.c_str());
       return false;
     }
   }
@@ -192,12 +200,14 @@ namespace {
 
 // Applies one "--name value" option; false if the name is unknown.
 bool applyOption(const std::string& name, const std::string& value, Options& options,
-                 std::string& host, std::vector<std::string>& targets, std::string& scenarios,
-                 std::string& leaf_cert) {
+                 std::string& host, std::string& server_name, std::vector<std::string>& targets,
+                 std::string& scenarios, std::string& leaf_cert) {
   if (name == "--target") {
     targets.push_back(value);
   } else if (name == "--host") {
     host = value;
+  } else if (name == "--server-name") {
+    server_name = value;
   } else if (name == "--ca") {
     options.client.ca = options.subscriber.ca = value;
   } else if (name == "--cert") {
@@ -224,6 +234,9 @@ bool applyOption(const std::string& name, const std::string& value, Options& opt
     scenarios = value;
   } else if (name == "--qos") {
     options.qos = value == "0" ? 0 : value == "1" ? 1 : -1;
+  } else if (name == "--topic-prefix") {
+    options.topic_prefix = value;
+    return !value.empty() && value.find_first_of("+#") == std::string::npos;
   } else if (name == "--rate") {
     options.rate = std::atof(value.c_str());
   } else if (name == "--chain") {
@@ -295,6 +308,7 @@ std::size_t largestIdleRun(const Options& options) {
 
 std::optional<int> parseOptions(int argc, char** argv, Options& options) {
   std::string host = "127.0.0.1";
+  std::string server_name;
   std::vector<std::string> target_specs;
   std::string scenarios;
   std::string leaf_cert;
@@ -306,22 +320,28 @@ std::optional<int> parseOptions(int argc, char** argv, Options& options) {
     }
     if (arg == "--verify-server") {
       options.client.verify_server = options.subscriber.verify_server = true;
-    } else if (i + 1 >= argc ||
-               !applyOption(arg, argv[++i], options, host, target_specs, scenarios, leaf_cert)) {
-      std::fprintf(stderr, "mqtls_bench: unknown argument or missing value: '%s'\n%s", arg.c_str(),
+    } else if (i + 1 >= argc || !applyOption(arg, argv[++i], options, host, server_name,
+                                             target_specs, scenarios, leaf_cert)) {
+      std::fprintf(stderr, "mqtls-bench: unknown argument or missing value: '%s'\n%s", arg.c_str(),
                    kUsage);
       return 2;
     }
   }
+  if (server_name.empty() && !isIpAddress(host)) {
+    server_name = host;  // as any TLS client does with the name it connects to
+  }
   for (const auto& spec : target_specs) {
     Target target;
-    if (!parseTarget(spec, host, target)) {
-      std::fprintf(stderr, "mqtls_bench: bad --target '%s'\n%s", spec.c_str(), kUsage);
+    std::string error;
+    if (!parseTarget(spec, host, target, error)) {
+      std::fprintf(stderr, "mqtls-bench: %s\n%s", error.c_str(), kUsage);
       return 2;
     }
+    target.endpoint.server_name = server_name;
     options.targets.push_back(target);
   }
-  options.client.server_ip = options.subscriber.server_ip = host;
+  options.client.server_identity = options.subscriber.server_identity =
+      server_name.empty() ? host : server_name;
   if (options.subscriber.cert.empty()) {
     options.subscriber.cert = options.client.cert;
     options.subscriber.key = options.client.key;
@@ -332,7 +352,7 @@ std::optional<int> parseOptions(int argc, char** argv, Options& options) {
     return 2;
   }
   if (!valid(options)) {
-    std::fprintf(stderr, "mqtls_bench: missing or invalid arguments\n%s", kUsage);
+    std::fprintf(stderr, "mqtls-bench: missing or invalid arguments\n%s", kUsage);
     return 2;
   }
   applyQos(options);

@@ -1,4 +1,4 @@
-// Command line of mqtls_bench: the targets to compare, the client identity, the scenarios and
+// Command line of mqtls-bench: the targets to compare, the client identity, the scenarios and
 // their timing.
 #pragma once
 
@@ -17,7 +17,7 @@ namespace mqtls::bench {
 struct Target {
   std::string name;
   bool tls = true;
-  sockaddr_in address{};
+  Endpoint endpoint;
   std::vector<int> pids;  // first: the process terminating TLS; the rest: other server processes
 };
 
@@ -50,10 +50,11 @@ struct Options {
   std::size_t window = 256 * 1024;      // payload bytes in flight per publisher
   int qos = 0;                          // 0 or 1, for the publish scenarios
   double rate = 0;                      // messages/s across all publishers; 0: flat out
+  std::string topic_prefix = "bench";   // topics are PREFIX/TARGET/SCENARIO/PID
   Chain chain = Chain::Full;            // leaf + intermediate, or leaf only (the `client` files)
   std::size_t idle_connections = 1000;  // for the scenario "idle"
   int idle_inflight = 200;              // idle: handshakes in flight at once
-  int source_addresses = 0;             // idle: 127.0.0.1..127.0.0.K in rotation; 0: automatic
+  int source_addresses = 0;  // idle, to a 127.x target: 127.0.0.1..127.0.0.K; 0: automatic
 };
 
 // All known scenarios, in the order they run by default.

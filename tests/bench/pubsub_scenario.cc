@@ -275,7 +275,8 @@ PubSubRun::PubSubRun(const Options& options, const Target& target, const Scenari
       target_(target),
       scenario_(scenario),
       contexts_(contexts),
-      topic_("bench/" + target.name + "/" + scenario.name + "/" + std::to_string(getpid())) {
+      topic_(options.topic_prefix + "/" + target.name + "/" + scenario.name + "/" +
+             std::to_string(getpid())) {
   result_.scenario = scenario.name;
   result_.target = target.name;
   bool ping_pong = scenario.kind == ScenarioKind::PingPong;
@@ -368,11 +369,11 @@ bool PubSubRun::setUp() {
   std::string suffix = "-" + scenario_.name + "-" + std::to_string(getpid());
   try {
     for (std::size_t i = 0; i < subscribers_.size(); ++i) {
-      subscribers_[i]->open(target_.address, contexts_.subscriber, nullptr,
+      subscribers_[i]->open(target_.endpoint, contexts_.subscriber, nullptr,
                             "bench-sub" + std::to_string(i) + suffix);
     }
     for (std::size_t i = 0; i < publishers_.size(); ++i) {
-      publishers_[i]->open(target_.address, contexts_.client, nullptr,
+      publishers_[i]->open(target_.endpoint, contexts_.client, nullptr,
                            "bench-pub" + std::to_string(i) + suffix);
     }
   } catch (const OpenError& error) {

@@ -88,12 +88,25 @@ double perConnection(double kib, const RunResult& result) {
   return result.connections > 0 ? kib / static_cast<double>(result.connections) : 0;
 }
 
+// Server-side cells of a target without PIDs: nothing was measured.
+constexpr const char* kNotMeasured = "-";
+
 std::string memoryCell(const RunResult& result) {
+  if (!result.server_measured) {
+    return kNotMeasured;
+  }
   return number(perConnection(result.memory_server_kib, result)) + " / " +
          number(perConnection(result.memory_total_kib, result));
 }
 
+bool bothMeasured(const RunResult& a, const RunResult& b) {
+  return a.server_measured && b.server_measured;
+}
+
 std::string cpuCell(const RunResult& result) {
+  if (!result.server_measured) {
+    return kNotMeasured;
+  }
   return number(result.server_cpu * 1e6 / result.ops) + " / " +
          number(result.total_cpu * 1e6 / result.ops);
 }
@@ -185,18 +198,21 @@ class Report {
         if (scenario.kind != ScenarioKind::PingPong && target.tls) {
           std::printf("; client chain %s", options_.chain == Chain::Leaf ? "leaf only" : "full");
         }
-        if (scenario.kind == ScenarioKind::Idle) {
+        if (scenario.kind == ScenarioKind::Idle && result->server_measured) {
           std::printf("; %llu held open, RSS +%.0f KiB (TLS process) / +%.0f KiB (all)",
                       static_cast<unsigned long long>(result->connections),
                       result->memory_server_kib, result->memory_total_kib);
         }
         double generator = result->generator_cpu / result->seconds;
-        std::printf("; %s %llu; server CPU %.0f%%; generator CPU %.0f%%%s\n",
+        std::printf("; %s %llu",
                     scenario.kind == ScenarioKind::Connect || scenario.kind == ScenarioKind::Idle
                         ? "errors"
                         : "lost",
-                    static_cast<unsigned long long>(result->errors),
-                    100 * result->total_cpu / result->seconds, 100 * generator,
+                    static_cast<unsigned long long>(result->errors));
+        if (result->server_measured) {
+          std::printf("; server CPU %.0f%%", 100 * result->total_cpu / result->seconds);
+        }
+        std::printf("; generator CPU %.0f%%%s\n", 100 * generator,
                     generator >= kGeneratorBound ? " (generator-bound: rate understated)" : "");
       }
     }
@@ -215,18 +231,19 @@ void printProgress(const Scenario& scenario, const RunResult& result) {
     return;
   }
   if (scenario.kind == ScenarioKind::Idle && result.connections > 0) {
-    std::printf(
-        "  %-24s %-16s idle connections: %llu open, %llu errors, %.1f KiB per connection "
-        "(RSS delta / N; %.1f KiB with all server processes)\n",
-        scenario.title.c_str(), result.target.c_str(),
-        static_cast<unsigned long long>(result.connections),
-        static_cast<unsigned long long>(result.errors),
-        perConnection(result.memory_server_kib, result),
-        perConnection(result.memory_total_kib, result));
-    if (result.memory_server_kib <= 0) {
+    std::printf("  %-24s %-16s idle connections: %llu open, %llu errors", scenario.title.c_str(),
+                result.target.c_str(), static_cast<unsigned long long>(result.connections),
+                static_cast<unsigned long long>(result.errors));
+    if (result.server_measured) {
+      std::printf(", %.1f KiB per connection (RSS delta / N; %.1f KiB with all server processes)",
+                  perConnection(result.memory_server_kib, result),
+                  perConnection(result.memory_total_kib, result));
+    }
+    std::printf("\n");
+    if (result.server_measured && result.memory_server_kib <= 0) {
       std::printf(
           "  %-24s %-16s (memory did not grow: the process reuses memory kept from an "
-          "earlier run or no PIDs were given; measure on a freshly started target)\n",
+          "earlier run; measure on a freshly started target)\n",
           scenario.title.c_str(), result.target.c_str());
     }
   }
@@ -234,9 +251,12 @@ void printProgress(const Scenario& scenario, const RunResult& result) {
     std::printf("  %-24s %-16s FAILED: %s\n", scenario.title.c_str(), result.target.c_str(),
                 result.failure.c_str());
   } else {
-    std::printf("  %-24s %-16s %s %s, CPU %.2f us/op\n", scenario.title.c_str(),
-                result.target.c_str(), number(result.ops / result.seconds).c_str(),
-                unitOf(scenario), result.total_cpu * 1e6 / result.ops);
+    std::printf("  %-24s %-16s %s %s", scenario.title.c_str(), result.target.c_str(),
+                number(result.ops / result.seconds).c_str(), unitOf(scenario));
+    if (result.server_measured) {
+      std::printf(", CPU %.2f us/op", result.total_cpu * 1e6 / result.ops);
+    }
+    std::printf("\n");
   }
   std::fflush(stdout);
 }
@@ -271,8 +291,9 @@ void printReport(const Options& options, std::vector<RunResult>& results) {
         report.header("scenario", " TLS process"), idle,
         [](const Scenario&, RunResult& r) { return memoryCell(r); },
         [](RunResult& a, RunResult& b) {
-          return ratio(perConnection(a.memory_server_kib, a),
-                       perConnection(b.memory_server_kib, b));
+          return bothMeasured(a, b) ? ratio(perConnection(a.memory_server_kib, a),
+                                            perConnection(b.memory_server_kib, b))
+                                    : kNotMeasured;
         },
         false);
   }
@@ -282,7 +303,9 @@ void printReport(const Options& options, std::vector<RunResult>& results) {
   report.table(
       report.header("scenario", " total"), all,
       [](const Scenario&, RunResult& r) { return cpuCell(r); },
-      [](RunResult& a, RunResult& b) { return ratio(a.total_cpu / a.ops, b.total_cpu / b.ops); },
+      [](RunResult& a, RunResult& b) {
+        return bothMeasured(a, b) ? ratio(a.total_cpu / a.ops, b.total_cpu / b.ops) : kNotMeasured;
+      },
       false);
   report.details();
 }

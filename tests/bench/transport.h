@@ -2,6 +2,7 @@
 #pragma once
 
 #include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -15,12 +16,39 @@ namespace mqtls::bench {
 using SslSessionPtr = std::unique_ptr<SSL_SESSION, OpenSslDeleter<SSL_SESSION_free>>;
 
 struct TlsFiles {
-  std::string ca;         // verifies the server when verify_server is set
-  std::string server_ip;  // the address the server certificate must name (verify_server)
-  std::string cert;       // client chain, leaf first
+  std::string ca;  // verifies the server when verify_server is set
+  // The name or address (IPv4 or IPv6) the server certificate must carry (verify_server).
+  std::string server_identity;
+  std::string cert;  // client chain, leaf first
   std::string key;
   bool verify_server = false;
 };
+
+// Where client connections go: one resolved address (IPv4 or IPv6) and port, and the server
+// name sent in the ClientHello (SNI; empty: none).
+struct Endpoint {
+  sockaddr_storage address{};
+  socklen_t length = 0;
+  std::string server_name;
+
+  int family() const { return address.ss_family; }
+  std::uint16_t port() const;
+  bool isLoopbackV4() const;  // in 127.0.0.0/8
+  std::string text() const;   // "127.0.0.1:8883", "[::1]:8883"
+};
+
+// Resolves `host` (a host name, an IPv4 or an IPv6 address) and `port` to the first address
+// getaddrinfo gives for a TCP client. False with `error` set if it cannot be resolved.
+bool resolveEndpoint(const std::string& host, int port, Endpoint& endpoint, std::string& error);
+
+// True if `text` is an IPv4 or IPv6 address rather than a host name.
+bool isIpAddress(const std::string& text);
+
+// A non-blocking TCP socket of `endpoint`'s family with TCP_NODELAY, or -1 with `error` set.
+int openClientSocket(const Endpoint& endpoint, std::string& error);
+
+// Names the server for SNI on `ssl` if `endpoint` has a server name; false if OpenSSL refuses it.
+bool applyServerName(SSL* ssl, const Endpoint& endpoint);
 
 // A client SSL_CTX pinned to one protocol version (TLS1_2_VERSION or TLS1_3_VERSION), or
 // nullptr with `error` set. Made in OpenSSL library context `library` (null: the default one).
@@ -36,9 +64,9 @@ struct IoResult {
 
 class Transport {
  public:
-  // Starts connecting to `address`. `ctx` null means plaintext; `session` (may be null) is offered
-  // for resumption. On failure fd() is -1 and error() says why.
-  Transport(const sockaddr_in& address, SSL_CTX* ctx, SSL_SESSION* session);
+  // Starts connecting to `endpoint`. `ctx` null means plaintext; `session` (may be null) is
+  // offered for resumption. On failure fd() is -1 and error() says why.
+  Transport(const Endpoint& endpoint, SSL_CTX* ctx, SSL_SESSION* session);
   ~Transport();
   Transport(const Transport&) = delete;
   Transport& operator=(const Transport&) = delete;
