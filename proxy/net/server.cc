@@ -9,9 +9,11 @@
 #include <csignal>
 #include <mutex>
 #include <optional>
+#include <string>
 
 #include "net/upstream_stream.h"
 #include "ops/admin_log.h"
+#include "util/descriptor_limit.h"
 
 namespace mqtls::net {
 
@@ -29,12 +31,35 @@ std::size_t ocspCacheSize(const config::Config& config) {
   return size;
 }
 
+// Raises the open-file limit for limits.max_connections and says what it did; returns how many
+// connections the descriptors allow (the configured number, or fewer).
+std::size_t budgetDescriptors(const config::Config& config) {
+  const std::size_t wanted = config.limits.max_connections;
+  const DescriptorBudget budget =
+      applyDescriptorBudget(wanted, reservedDescriptors(config.workers, config.listeners.size()));
+  if (budget.limited()) {
+    spdlog::warn(
+        "open-file limit {} (hard {}) leaves room for {} connections, fewer than "
+        "limits.max_connections {}: connections beyond {} are refused at accept "
+        "(reason max_connections); raise the limit to at least {} (systemd LimitNOFILE=, "
+        "podman or docker --ulimit nofile=, ulimit -n) or lower limits.max_connections",
+        budget.soft,
+        budget.hard == UINT64_MAX ? std::string("unlimited") : std::to_string(budget.hard),
+        budget.connections, wanted, budget.connections, budget.needed);
+  } else if (budget.soft != budget.soft_before) {
+    spdlog::info("open-file limit raised from {} to {} for limits.max_connections {}",
+                 budget.soft_before, budget.soft, wanted);
+  }
+  return budget.connections;
+}
+
 }  // namespace
 
-Server::Server(const config::Config& config, ops::Metrics& metrics)
+Server::Server(const config::Config& config, ops::Metrics& metrics, std::size_t connection_limit)
     : config_(config),
       metrics_(metrics),
-      gate_(config.limits.max_connections),
+      connection_limit_(connection_limit),
+      gate_(connection_limit),
       ocsp_cache_(std::make_unique<tls::OcspCache>(ocspCacheSize(config))) {}
 
 Server::~Server() = default;
@@ -47,7 +72,7 @@ Result<std::unique_ptr<Server>> Server::create(const config::Config& config,
       std::any_of(contexts.begin(), contexts.end(), [](const auto& c) { return !c; })) {
     return Error{"internal error: a TLS context is missing for a listener"};
   }
-  std::unique_ptr<Server> server(new Server(config, metrics));
+  std::unique_ptr<Server> server(new Server(config, metrics, budgetDescriptors(config)));
   server->libraries_ =
       std::make_unique<tls::LibraryContexts>(static_cast<std::size_t>(std::max(config.workers, 1)));
   for (const auto& warning : server->libraries_->warnings()) {
@@ -71,7 +96,7 @@ Result<std::unique_ptr<Server>> Server::create(const config::Config& config,
     stores.push_back(server->stores_.back().get());
     publishExpiries(metrics, config.listeners[i].name, config.listeners[i].tls);
   }
-  metrics.maxConnections(config.limits.max_connections);
+  metrics.maxConnections(server->connection_limit_);
   server->reloader_ = std::make_unique<Reloader>(config, std::move(stores), metrics);
   if (admin_context && config.admin.tls) {
     server->admin_store_ = std::make_unique<tls::ContextStore>(std::move(admin_context));
@@ -154,8 +179,7 @@ int Server::run() {
     spdlog::info("listening on {} port {} ({}), forwarding to {}", listener.bind_address,
                  listener.port, listener.name, describeUpstream(config_.upstream));
   }
-  spdlog::info("mqtls ready: {} worker(s), max {} connections", workers_.size(),
-               config_.limits.max_connections);
+  spdlog::info("mqtls ready: {} worker(s), max {} connections", workers_.size(), connection_limit_);
   event_base_loop(signals.get(), EVLOOP_NO_EXIT_ON_EMPTY);
   for (auto& thread : threads) {
     thread.join();

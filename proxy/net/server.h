@@ -57,10 +57,13 @@ class Server final : public ops::AdminActions {
                                      std::chrono::milliseconds timeout) override;
 
  private:
-  Server(const config::Config& config, ops::Metrics& metrics);
+  // Admits at most `connection_limit` connections at once (limits.max_connections, or fewer
+  // where the open-file limit allows fewer).
+  Server(const config::Config& config, ops::Metrics& metrics, std::size_t connection_limit);
 
   const config::Config& config_;
   ops::Metrics& metrics_;
+  const std::size_t connection_limit_;
   // One OpenSSL library context per worker; declared before everything made in them (contexts,
   // sessions, connections), so it is freed after them.
   std::unique_ptr<tls::LibraryContexts> libraries_;

@@ -9,6 +9,7 @@
 
 #include "ops/admin_log.h"
 #include "ops/admin_server_impl.h"
+#include "ops/process_metrics.h"
 
 namespace mqtls::ops {
 namespace {
@@ -189,8 +190,12 @@ void AdminServer::Impl::readiness(evhttp_request* req) {
 
 void AdminServer::Impl::metricsText(evhttp_request* req) {
   prometheus::TextSerializer serializer;
-  reply(req, HttpReply{200, serializer.Serialize(metrics_.registry().Collect()),
-                       "text/plain; version=0.0.4; charset=utf-8"});
+  std::vector<prometheus::MetricFamily> families = metrics_.registry().Collect();
+  for (auto& family : collectProcessMetrics()) {
+    families.push_back(std::move(family));
+  }
+  reply(req,
+        HttpReply{200, serializer.Serialize(families), "text/plain; version=0.0.4; charset=utf-8"});
 }
 
 void AdminServer::Impl::reload(evhttp_request* req) {

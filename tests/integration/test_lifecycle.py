@@ -213,6 +213,67 @@ class ConnectionTest(IntegrationTest):
                                       reason="max_connections"), 1)
 
 
+def open_file_limit(pid: int) -> tuple[int, int]:
+    """The soft and hard RLIMIT_NOFILE of a running process, from /proc/PID/limits."""
+    for line in open(f"/proc/{pid}/limits"):
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError(f"no open-file limit in /proc/{pid}/limits")
+
+
+class DescriptorLimitTest(IntegrationTest):
+    """Two descriptors per connection: mqtls raises its soft open-file limit for
+    limits.max_connections, and where the hard limit is too low it admits only what fits,
+    refusing the rest at accept, never failing accept itself (EMFILE) for everyone."""
+
+    def setUp(self):
+        super().setUp()
+        self.broker = self.start_broker()
+
+    def start_limited(self, soft: int, hard: int, max_connections: int):
+        config = self.proxy_config(self.broker.port, limits={"max_connections": max_connections})
+        return self.start_proxy(config, launcher=["prlimit", f"--nofile={soft}:{hard}"])
+
+    def test_the_soft_limit_is_raised_for_max_connections(self):
+        proxy = self.start_limited(64, 8192, 500)
+        raised = proxy.wait_for_log(r"open-file limit raised from 64 to (\d+) for "
+                                    r"limits\.max_connections 500")
+        soft, hard = open_file_limit(proxy.pid)
+        self.assertEqual(soft, int(raised.group(1)))
+        self.assertGreaterEqual(soft, 2 * 500)
+        self.assertLess(soft, hard)  # what the configuration needs, not all the hard limit allows
+        self.assertEqual(hard, 8192)
+        self.assertEqual(proxy.metric("mqtls_max_connections"), 500)
+        self.raw_session(proxy.port, client_id="one").ping()
+
+    def test_a_low_hard_limit_admits_what_fits_and_refuses_the_rest_at_accept(self):
+        proxy = self.start_limited(170, 170, 1000)
+        warned = proxy.wait_for_log(
+            r"open-file limit 170 \(hard 170\) leaves room for (\d+) connections, fewer than "
+            r"limits\.max_connections 1000: .* raise the limit to at least (\d+)")
+        room, needed = int(warned.group(1)), int(warned.group(2))
+        self.assertTrue(1 <= room < 50, room)
+        self.assertGreaterEqual(needed, 2 * 1000)
+        self.assertEqual(proxy.metric("mqtls_max_connections"), room)
+        sessions = [self.raw_session(proxy.port, client_id=f"fits-{i}") for i in range(room)]
+        with self.assertRaises((ssl.SSLError, ConnectionError, OSError)):
+            extra = harness.RawClient(proxy.port)
+            extra.send(connect_packet(client_id="extra"))
+            extra.connack()
+        proxy.wait_metric("mqtls_connections_rejected_total", reason="max_connections")
+        for session in sessions:
+            session.ping()  # every admitted connection still works end to end
+        self.assertEqual(proxy.metric("mqtls_connections_rejected_total", reason="accept_error"),
+                         0)
+        sessions.pop().close()
+        harness.wait_until(lambda: proxy.metric("mqtls_connections_active") == room - 1,
+                           what="a connection to be released")
+        self.raw_session(proxy.port, client_id="again").ping()
+        for session in sessions:
+            session.close()
+
+
 class CommandLineTest(IntegrationTest):
     BAD_CONFIG = """\
 workers: 0

@@ -37,6 +37,9 @@ class MetricsTest(IntegrationTest):
         config = self.proxy_config(self.broker.port)
         config["log"]["level"] = "debug"
         config["identity"] = {"username": "require_match"}
+        # Within any open-file limit the suite runs under, so the gauge shows the configured
+        # value (DescriptorLimitTest covers a limit too low for it).
+        config["limits"]["max_connections"] = 4000
         return self.start_proxy(config)
 
     def s_client(self, port, sess_out=None, sess_in=None):
@@ -83,7 +86,7 @@ class MetricsTest(IntegrationTest):
             ("mqtls_connections_rejected_total", {}, 0),
             ("mqtls_connections_closed_total", {}, 7),
             ("mqtls_connections_closed_total", {"reason": "handshake_failed"}, 3),
-            ("mqtls_max_connections", {}, 10000),
+            ("mqtls_max_connections", {}, 4000),
             ("mqtls_tls_handshake_duration_seconds_count", {"listener": "mqtts"}, 4),
             ("mqtls_tls_negotiated_total", {}, 4),
             ("mqtls_tls_negotiated_total", {"version": "TLSv1.2"}, 2),
@@ -168,6 +171,26 @@ class MetricsTest(IntegrationTest):
         proxy.wait_metric("mqtls_connections_closed_total", 13)
         self.assertEqual(len([r for r in proxy.access_records()
                               if r["close"] == "handshake_failed"]), 13)
+
+    def test_process_families_describe_the_process(self):
+        proxy = self.start()
+        soft = next(int(line.split()[3]) for line in open(f"/proc/{proxy.pid}/limits")
+                    if line.startswith("Max open files"))
+        before = proxy.metrics()
+        self.assertEqual(before.get_value("process_max_fds"), soft)
+        self.assertGreater(before.get_value("process_resident_memory_bytes"), 1 << 20)
+        self.assertGreaterEqual(before.get_value("process_virtual_memory_bytes"),
+                                before.get_value("process_resident_memory_bytes"))
+        started = before.get_value("process_start_time_seconds")
+        self.assertLess(abs(started - datetime.datetime.now().timestamp()), 120)
+        self.assertGreater(before.get_value("process_cpu_seconds_total"), 0)
+        # Each connection holds two descriptors: the client's and the broker's.
+        sessions = [self.raw_session(proxy.port, client_id=f"fd-{i}") for i in range(3)]
+        opened = proxy.metrics().get_value("process_open_fds") - before.get_value("process_open_fds")
+        for session in sessions:
+            session.close()
+        self.assertGreaterEqual(opened, 6)
+        self.assertLessEqual(opened, 8)  # and at most a broker check or a scrape more
 
 
 if __name__ == "__main__":

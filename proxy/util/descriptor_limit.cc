@@ -1,0 +1,64 @@
+#include "util/descriptor_limit.h"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <limits>
+
+namespace mqtls {
+namespace {
+
+constexpr std::uint64_t kUnlimited = std::numeric_limits<std::uint64_t>::max();
+
+std::uint64_t fromRlim(rlim_t value) {
+  return value == RLIM_INFINITY ? kUnlimited : static_cast<std::uint64_t>(value);
+}
+
+rlim_t toRlim(std::uint64_t value) {
+  return value == kUnlimited ? RLIM_INFINITY : static_cast<rlim_t>(value);
+}
+
+}  // namespace
+
+std::uint64_t reservedDescriptors(int workers, std::size_t listeners) {
+  const auto loops = static_cast<std::uint64_t>(std::max(workers, 1));
+  return 128 + loops * (8 + static_cast<std::uint64_t>(listeners));
+}
+
+DescriptorBudget planDescriptorBudget(std::uint64_t soft, std::uint64_t hard,
+                                      std::size_t max_connections, std::uint64_t reserved) {
+  DescriptorBudget budget;
+  budget.soft_before = soft;
+  budget.hard = hard;
+  budget.reserved = reserved;
+  const auto wanted = static_cast<std::uint64_t>(max_connections);
+  budget.needed = wanted > (kUnlimited - reserved) / kDescriptorsPerConnection
+                      ? kUnlimited
+                      : reserved + wanted * kDescriptorsPerConnection;
+  budget.soft = std::max(soft, std::min(budget.needed, hard));
+  const std::uint64_t room = budget.soft > reserved ? budget.soft - reserved : 0;
+  budget.connections = static_cast<std::size_t>(
+      std::max<std::uint64_t>(1, std::min(wanted, room / kDescriptorsPerConnection)));
+  return budget;
+}
+
+DescriptorBudget applyDescriptorBudget(std::size_t max_connections, std::uint64_t reserved) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    return planDescriptorBudget(kUnlimited, kUnlimited, max_connections, reserved);
+  }
+  DescriptorBudget budget = planDescriptorBudget(fromRlim(limit.rlim_cur), fromRlim(limit.rlim_max),
+                                                 max_connections, reserved);
+  if (budget.soft != budget.soft_before) {
+    rlimit raised{toRlim(budget.soft), limit.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &raised) != 0) {
+      // Refused (a sandbox, a seccomp filter): plan within the limit that stays.
+      budget =
+          planDescriptorBudget(budget.soft_before, budget.soft_before, max_connections, reserved);
+      budget.hard = fromRlim(limit.rlim_max);
+    }
+  }
+  return budget;
+}
+
+}  // namespace mqtls

@@ -1,0 +1,45 @@
+// The process's open-file budget: every proxied connection holds two descriptors (the client's
+// socket and the broker's), and the soft RLIMIT_NOFILE a service starts with is often 1024
+// (a login shell, some container runtimes) whatever limits.max_connections says. At start mqtls
+// raises the soft limit as far as the configuration needs and the hard limit allows (as HAProxy
+// and Go programs do), and where that is not enough it admits only as many connections as the
+// descriptors allow: beyond them a connection is refused at accept, which a client retries,
+// instead of failing at its broker dial after it authenticated, or accept failing with EMFILE
+// for every client at once.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace mqtls {
+
+struct DescriptorBudget {
+  std::uint64_t soft_before = 0;  // soft RLIMIT_NOFILE found at start
+  std::uint64_t soft = 0;         // soft limit in force after raising it
+  std::uint64_t hard = 0;         // hard limit (UINT64_MAX: unlimited)
+  std::uint64_t needed = 0;       // what the configured connections and the reserve need
+  std::uint64_t reserved = 0;     // descriptors kept for everything but connections
+  std::size_t connections = 0;    // connections admitted: the configured ones, or fewer
+  bool limited() const { return soft < needed; }
+};
+
+// Descriptors per proxied connection: the client socket and the broker socket.
+inline constexpr std::uint64_t kDescriptorsPerConnection = 2;
+
+// Descriptors mqtls keeps for itself with `workers` event loops and `listeners` listeners: its
+// own event loops, wake-up pipes and listening sockets (measured: 17 + 5 per worker), the admin
+// listener and its clients, broker checks, OCSP fetches, files read at reload, logs.
+std::uint64_t reservedDescriptors(int workers, std::size_t listeners);
+
+// Pure: the budget for `max_connections` under the limits `soft` and `hard` (UINT64_MAX:
+// unlimited), raising the soft limit no further than needed and never lowering it. At least
+// one connection is admitted, whatever the limit.
+DescriptorBudget planDescriptorBudget(std::uint64_t soft, std::uint64_t hard,
+                                      std::size_t max_connections, std::uint64_t reserved);
+
+// Reads RLIMIT_NOFILE, raises its soft limit as planDescriptorBudget says, and returns the
+// budget in force. If getrlimit or setrlimit fails, the budget is computed from the limit that
+// stays in force (a failed getrlimit: unknown, so the configuration is taken as it is).
+DescriptorBudget applyDescriptorBudget(std::size_t max_connections, std::uint64_t reserved);
+
+}  // namespace mqtls
