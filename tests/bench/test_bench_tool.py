@@ -60,6 +60,8 @@ class OpenBroker(Process):
                         "log_dest stderr\nlog_type error\nmax_queued_messages 100000\n"
                         "set_tcp_nodelay true\n")
         super().__init__("mosquitto", [MOSQUITTO, "-c", str(conf)], workdir / "mosquitto.log")
+
+    def wait_ready(self) -> None:
         wait_until(self.listening, what=f"mosquitto listening on {self.port}")
 
     def listening(self) -> bool:
@@ -74,7 +76,8 @@ class BenchToolTest(IntegrationTest):
     def setUp(self):
         super().setUp()
         self.broker = OpenBroker(self.workdir)
-        self._track(self.broker, "mosquitto")
+        self._track(self.broker, "mosquitto")  # stopped at teardown even if it never listens
+        self.broker.wait_ready()
         config = self.proxy_config(self.broker.port)
         config["workers"] = 1
         config["listeners"][0]["bind"] = "::"  # IPv4 and IPv6
