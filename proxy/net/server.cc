@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
+#include <cstring>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -37,7 +38,16 @@ std::size_t budgetDescriptors(const config::Config& config) {
   const std::size_t wanted = config.limits.max_connections;
   const DescriptorBudget budget =
       applyDescriptorBudget(wanted, reservedDescriptors(config.workers, config.listeners.size()));
-  if (budget.limited()) {
+  if (budget.raise_error != 0) {
+    spdlog::warn(
+        "could not raise the open-file limit from {} to {}: {}; it leaves room for {} "
+        "connections{}",
+        budget.soft, budget.wanted_soft, std::strerror(budget.raise_error), budget.connections,
+        budget.limited() ? ", fewer than limits.max_connections " + std::to_string(wanted) +
+                               ": connections beyond them are refused at accept (reason "
+                               "max_connections)"
+                         : std::string());
+  } else if (budget.limited()) {
     spdlog::warn(
         "open-file limit {} (hard {}) leaves room for {} connections, fewer than "
         "limits.max_connections {}: connections beyond {} are refused at accept "

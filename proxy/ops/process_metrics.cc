@@ -22,7 +22,7 @@ std::string readFile(const char* path) {
 }
 
 // "btime N" of /proc/stat: when the machine booted, in seconds since the epoch; 0 if absent.
-double bootTime() {
+double readBootTime() {
   std::istringstream lines(readFile("/proc/stat"));
   for (std::string line; std::getline(lines, line);) {
     if (line.rfind("btime ", 0) == 0) {
@@ -99,7 +99,8 @@ std::optional<ProcessFacts> parseProcessStat(std::string_view stat, double boot_
 std::vector<prometheus::MetricFamily> collectProcessMetrics() {
   using prometheus::MetricType;
   std::vector<prometheus::MetricFamily> families;
-  auto facts = parseProcessStat(readFile("/proc/self/stat"), bootTime(), sysconf(_SC_CLK_TCK),
+  static const double boot_time = readBootTime();  // fixed; /proc/stat is long on many cores
+  auto facts = parseProcessStat(readFile("/proc/self/stat"), boot_time, sysconf(_SC_CLK_TCK),
                                 sysconf(_SC_PAGESIZE));
   if (facts) {
     families.push_back(family("process_cpu_seconds_total",

@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <limits>
 
 namespace mqtls {
@@ -42,7 +43,8 @@ DescriptorBudget planDescriptorBudget(std::uint64_t soft, std::uint64_t hard,
   return budget;
 }
 
-DescriptorBudget applyDescriptorBudget(std::size_t max_connections, std::uint64_t reserved) {
+DescriptorBudget applyDescriptorBudget(std::size_t max_connections, std::uint64_t reserved,
+                                       SetDescriptorLimit set) {
   rlimit limit{};
   if (getrlimit(RLIMIT_NOFILE, &limit) != 0) {
     return planDescriptorBudget(kUnlimited, kUnlimited, max_connections, reserved);
@@ -50,12 +52,17 @@ DescriptorBudget applyDescriptorBudget(std::size_t max_connections, std::uint64_
   DescriptorBudget budget = planDescriptorBudget(fromRlim(limit.rlim_cur), fromRlim(limit.rlim_max),
                                                  max_connections, reserved);
   if (budget.soft != budget.soft_before) {
-    rlimit raised{toRlim(budget.soft), limit.rlim_max};
-    if (setrlimit(RLIMIT_NOFILE, &raised) != 0) {
+    const rlimit raised{toRlim(budget.soft), limit.rlim_max};
+    const int status = set != nullptr ? set(raised) : setrlimit(RLIMIT_NOFILE, &raised);
+    if (status != 0) {
       // Refused (a sandbox, a seccomp filter): plan within the limit that stays.
+      const int error = errno;
+      const std::uint64_t wanted_soft = budget.soft;
       budget =
           planDescriptorBudget(budget.soft_before, budget.soft_before, max_connections, reserved);
       budget.hard = fromRlim(limit.rlim_max);
+      budget.wanted_soft = wanted_soft;
+      budget.raise_error = error != 0 ? error : EPERM;
     }
   }
   return budget;

@@ -8,6 +8,8 @@
 // for every client at once.
 #pragma once
 
+#include <sys/resource.h>
+
 #include <cstddef>
 #include <cstdint>
 
@@ -20,6 +22,8 @@ struct DescriptorBudget {
   std::uint64_t needed = 0;       // what the configured connections and the reserve need
   std::uint64_t reserved = 0;     // descriptors kept for everything but connections
   std::size_t connections = 0;    // connections admitted: the configured ones, or fewer
+  std::uint64_t wanted_soft = 0;  // the soft limit asked for when raising was refused
+  int raise_error = 0;            // errno of a refused setrlimit; 0 if none was refused
   bool limited() const { return soft < needed; }
 };
 
@@ -37,9 +41,14 @@ std::uint64_t reservedDescriptors(int workers, std::size_t listeners);
 DescriptorBudget planDescriptorBudget(std::uint64_t soft, std::uint64_t hard,
                                       std::size_t max_connections, std::uint64_t reserved);
 
-// Reads RLIMIT_NOFILE, raises its soft limit as planDescriptorBudget says, and returns the
-// budget in force. If getrlimit or setrlimit fails, the budget is computed from the limit that
-// stays in force (a failed getrlimit: unknown, so the configuration is taken as it is).
-DescriptorBudget applyDescriptorBudget(std::size_t max_connections, std::uint64_t reserved);
+// Sets RLIMIT_NOFILE; 0 or -1 with errno set, as setrlimit.
+using SetDescriptorLimit = int (*)(const rlimit& limit);
+
+// Reads RLIMIT_NOFILE, raises its soft limit as planDescriptorBudget says (through `set`, null:
+// setrlimit), and returns the budget in force. If setrlimit is refused, the budget is that of
+// the limit that stays, with raise_error and wanted_soft saying what was refused; if getrlimit
+// fails, the limit is unknown and the configuration is taken as it is.
+DescriptorBudget applyDescriptorBudget(std::size_t max_connections, std::uint64_t reserved,
+                                       SetDescriptorLimit set = nullptr);
 
 }  // namespace mqtls

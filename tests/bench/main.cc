@@ -60,6 +60,9 @@ void printSetup(const Options& options, const std::string& chain) {
       std::printf(" %d", pid);
     }
     std::printf("\n");
+    if (!target.endpoint_note.empty()) {
+      std::printf("  target %-16s %s\n", target.name.c_str(), target.endpoint_note.c_str());
+    }
   }
   std::printf("\n");
 }

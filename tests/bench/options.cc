@@ -29,7 +29,8 @@ constexpr const char* kUsage =
     "a target on another machine has no PIDs, and its figures are the client side's only.\n"
     "\n"
     "--host:  where every target listens: a host name, an IPv4 or an IPv6 address (default\n"
-    "         127.0.0.1); a name is resolved once, and its first address is used.\n"
+    "         127.0.0.1). A name is resolved once; of several addresses, each target uses\n"
+    "         the first that accepts a TCP connection (probed with a connect and a close).\n"
     "--server-name: the name sent as SNI and, with --verify-server, the name the server\n"
     "         certificate must carry (default: --host when it is a name; no SNI and the\n"
     "         address checked when it is an address).\n"
@@ -62,9 +63,9 @@ std::vector<std::string> split(const std::string& text, char separator) {
   return parts;
 }
 
-// NAME=tls|plain:PORT[:PID[,PID...]], at `host`; false with `error` set if it is malformed or
-// the host cannot be resolved.
-bool parseTarget(const std::string& spec, const std::string& host, Target& target,
+// NAME=tls|plain:PORT[:PID[,PID...]], at one of `addresses` (the host's); false with `error`
+// set if it is malformed.
+bool parseTarget(const std::string& spec, const std::vector<Endpoint>& addresses, Target& target,
                  std::string& error) {
   error = "bad --target '" + spec + "'";
   auto equals = spec.find('=');
@@ -77,10 +78,12 @@ bool parseTarget(const std::string& spec, const std::string& host, Target& targe
     return false;
   }
   target.tls = fields[0] == "tls";
-  if (fields[1].find_first_not_of("0123456789") != std::string::npos ||
-      !resolveEndpoint(host, std::atoi(fields[1].c_str()), target.endpoint, error)) {
+  const int port = std::atoi(fields[1].c_str());
+  if (fields[1].find_first_not_of("0123456789") != std::string::npos || port <= 0 || port > 65535) {
+    error += ": the port must be in 1..65535";
     return false;
   }
+  target.endpoint = pickEndpoint(addresses, static_cast<std::uint16_t>(port), target.endpoint_note);
   if (fields.size() == 3) {
     for (const auto& pid : split(fields[2], ',')) {
       target.pids.push_back(std::atoi(pid.c_str()));
@@ -330,10 +333,15 @@ std::optional<int> parseOptions(int argc, char** argv, Options& options) {
   if (server_name.empty() && !isIpAddress(host)) {
     server_name = host;  // as any TLS client does with the name it connects to
   }
+  std::vector<Endpoint> addresses;  // resolved once: every target at the same host
+  std::string error;
+  if (!resolveHost(host, addresses, error)) {
+    std::fprintf(stderr, "mqtls-bench: %s\n", error.c_str());
+    return 2;
+  }
   for (const auto& spec : target_specs) {
     Target target;
-    std::string error;
-    if (!parseTarget(spec, host, target, error)) {
+    if (!parseTarget(spec, addresses, target, error)) {
       std::fprintf(stderr, "mqtls-bench: %s\n%s", error.c_str(), kUsage);
       return 2;
     }

@@ -18,6 +18,7 @@ struct Target {
   std::string name;
   bool tls = true;
   Endpoint endpoint;
+  std::string endpoint_note;  // addresses of the host passed over for this one, and why
   std::vector<int> pids;  // first: the process terminating TLS; the rest: other server processes
 };
 

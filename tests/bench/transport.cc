@@ -1,7 +1,5 @@
 #include "transport.h"
 
-#include <arpa/inet.h>
-#include <netdb.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
@@ -52,7 +50,11 @@ SslCtxPtr makeClientContext(const TlsFiles& files, int version, std::string& err
       return nullptr;
     }
     X509_VERIFY_PARAM* param = SSL_CTX_get0_param(ctx.get());
-    const std::string& identity = files.server_identity;
+    // An address is checked without its IPv6 zone (fe80::1%eth0).
+    const std::string identity =
+        isIpAddress(files.server_identity)
+            ? files.server_identity.substr(0, files.server_identity.find('%'))
+            : files.server_identity;
     if (isIpAddress(identity) ? X509_VERIFY_PARAM_set1_ip_asc(param, identity.c_str()) != 1
                               : X509_VERIFY_PARAM_set1_host(param, identity.c_str(), 0) != 1) {
       error = "server identity '" + identity + "': " + sslErrorText();
@@ -61,74 +63,6 @@ SslCtxPtr makeClientContext(const TlsFiles& files, int version, std::string& err
     SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
   }
   return ctx;
-}
-
-std::uint16_t Endpoint::port() const {
-  if (family() == AF_INET6) {
-    return ntohs(reinterpret_cast<const sockaddr_in6&>(address).sin6_port);
-  }
-  return ntohs(reinterpret_cast<const sockaddr_in&>(address).sin_port);
-}
-
-bool Endpoint::isLoopbackV4() const {
-  return family() == AF_INET &&
-         (ntohl(reinterpret_cast<const sockaddr_in&>(address).sin_addr.s_addr) >> 24) == 127;
-}
-
-std::string Endpoint::text() const {
-  char host[INET6_ADDRSTRLEN] = "?";
-  if (family() == AF_INET6) {
-    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(address).sin6_addr, host,
-              sizeof host);
-    std::string text = "[";
-    text.append(host).append("]:").append(std::to_string(port()));
-    return text;
-  }
-  inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(address).sin_addr, host, sizeof host);
-  return std::string(host) + ":" + std::to_string(port());
-}
-
-bool resolveEndpoint(const std::string& host, int port, Endpoint& endpoint, std::string& error) {
-  if (port <= 0 || port > 65535) {
-    error = "port " + std::to_string(port) + " is not in 1..65535";
-    return false;
-  }
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  const int status = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found);
-  if (status != 0 || found == nullptr) {
-    error = "cannot resolve '" + host + "': " + gai_strerror(status);
-    return false;
-  }
-  std::memcpy(&endpoint.address, found->ai_addr, found->ai_addrlen);
-  endpoint.length = found->ai_addrlen;
-  freeaddrinfo(found);
-  return true;
-}
-
-bool isIpAddress(const std::string& text) {
-  in6_addr scratch{};
-  return inet_pton(AF_INET, text.c_str(), &scratch) == 1 ||
-         inet_pton(AF_INET6, text.c_str(), &scratch) == 1;
-}
-
-int openClientSocket(const Endpoint& endpoint, std::string& error) {
-  int fd = ::socket(endpoint.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    error = std::string("socket: ") + std::strerror(errno);
-    return -1;
-  }
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  return fd;
-}
-
-bool applyServerName(SSL* ssl, const Endpoint& endpoint) {
-  return endpoint.server_name.empty() ||
-         SSL_set_tlsext_host_name(ssl, endpoint.server_name.c_str()) == 1;
 }
 
 Transport::Transport(const Endpoint& endpoint, SSL_CTX* ctx, SSL_SESSION* session) {

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "endpoint.h"
 #include "util/openssl_ptr.h"
 
 namespace mqtls::bench {
@@ -23,32 +24,6 @@ struct TlsFiles {
   std::string key;
   bool verify_server = false;
 };
-
-// Where client connections go: one resolved address (IPv4 or IPv6) and port, and the server
-// name sent in the ClientHello (SNI; empty: none).
-struct Endpoint {
-  sockaddr_storage address{};
-  socklen_t length = 0;
-  std::string server_name;
-
-  int family() const { return address.ss_family; }
-  std::uint16_t port() const;
-  bool isLoopbackV4() const;  // in 127.0.0.0/8
-  std::string text() const;   // "127.0.0.1:8883", "[::1]:8883"
-};
-
-// Resolves `host` (a host name, an IPv4 or an IPv6 address) and `port` to the first address
-// getaddrinfo gives for a TCP client. False with `error` set if it cannot be resolved.
-bool resolveEndpoint(const std::string& host, int port, Endpoint& endpoint, std::string& error);
-
-// True if `text` is an IPv4 or IPv6 address rather than a host name.
-bool isIpAddress(const std::string& text);
-
-// A non-blocking TCP socket of `endpoint`'s family with TCP_NODELAY, or -1 with `error` set.
-int openClientSocket(const Endpoint& endpoint, std::string& error);
-
-// Names the server for SNI on `ssl` if `endpoint` has a server name; false if OpenSSL refuses it.
-bool applyServerName(SSL* ssl, const Endpoint& endpoint);
 
 // A client SSL_CTX pinned to one protocol version (TLS1_2_VERSION or TLS1_3_VERSION), or
 // nullptr with `error` set. Made in OpenSSL library context `library` (null: the default one).

@@ -230,22 +230,40 @@ class DescriptorLimitTest(IntegrationTest):
     def setUp(self):
         super().setUp()
         self.broker = self.start_broker()
+        # The hard limit a test may set: prlimit cannot raise it above the runner's own.
+        self.hard = min(8192, open_file_limit(os.getpid())[1])
+        if self.hard < 2048:
+            self.skipTest(f"the open-file hard limit here is {self.hard}, below 2048")
 
-    def start_limited(self, soft: int, hard: int, max_connections: int):
-        config = self.proxy_config(self.broker.port, limits={"max_connections": max_connections})
+    def start_limited(self, soft: int, hard: int, max_connections: int, **override):
+        config = self.proxy_config(self.broker.port, limits={"max_connections": max_connections},
+                                   **override)
         return self.start_proxy(config, launcher=["prlimit", f"--nofile={soft}:{hard}"])
 
     def test_the_soft_limit_is_raised_for_max_connections(self):
-        proxy = self.start_limited(64, 8192, 500)
+        proxy = self.start_limited(64, self.hard, 500)
         raised = proxy.wait_for_log(r"open-file limit raised from 64 to (\d+) for "
                                     r"limits\.max_connections 500")
         soft, hard = open_file_limit(proxy.pid)
         self.assertEqual(soft, int(raised.group(1)))
         self.assertGreaterEqual(soft, 2 * 500)
         self.assertLess(soft, hard)  # what the configuration needs, not all the hard limit allows
-        self.assertEqual(hard, 8192)
+        self.assertEqual(hard, self.hard)
         self.assertEqual(proxy.metric("mqtls_max_connections"), 500)
         self.raw_session(proxy.port, client_id="one").ping()
+
+    def test_the_reserve_covers_what_mqtls_holds_with_room(self):
+        # Many workers, three listeners and the admin listener: the most descriptors mqtls holds
+        # for itself, which must stay well inside what it keeps aside for them.
+        listener = self.proxy_config(self.broker.port)["listeners"][0]
+        listeners = [dict(listener, name=f"l{i}", port=harness.free_port()) for i in range(3)]
+        proxy = self.start_limited(64, self.hard, 100, workers=8, listeners=listeners)
+        raised = proxy.wait_for_log(r"open-file limit raised from 64 to (\d+) for "
+                                    r"limits\.max_connections 100")
+        reserve = int(raised.group(1)) - 2 * 100
+        proxy.metrics()  # a scrape: one more descriptor while it is answered
+        held = len(os.listdir(f"/proc/{proxy.pid}/fd"))
+        self.assertLessEqual(held, reserve // 2, f"{held} descriptors held, {reserve} reserved")
 
     def test_a_low_hard_limit_admits_what_fits_and_refuses_the_rest_at_accept(self):
         proxy = self.start_limited(170, 170, 1000)

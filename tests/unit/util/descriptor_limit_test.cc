@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <limits>
 
@@ -106,6 +107,28 @@ TEST(DescriptorBudgetTest, ApplyingUnderALowHardLimitAdmitsFewer) {
               if (now.rlim_cur != 300)
                 return 11;
               return budget.connections == 75 && budget.limited() ? 0 : 12;
+            }),
+            0);
+}
+
+TEST(DescriptorBudgetTest, ARefusedRaiseKeepsTheLimitInForceAndSaysWhy) {
+  EXPECT_EQ(inChild([] {
+              rlimit start{100, 1000};
+              if (setrlimit(RLIMIT_NOFILE, &start) != 0)
+                return 10;
+              DescriptorBudget budget = applyDescriptorBudget(200, 50, [](const rlimit&) {
+                errno = EPERM;
+                return -1;
+              });
+              rlimit now{};
+              getrlimit(RLIMIT_NOFILE, &now);
+              if (now.rlim_cur != 100)
+                return 11;
+              if (budget.raise_error != EPERM || budget.wanted_soft != 450)
+                return 12;
+              if (budget.soft != 100 || budget.hard != 1000)
+                return 13;
+              return budget.connections == 25 && budget.limited() ? 0 : 14;
             }),
             0);
 }
