@@ -42,6 +42,13 @@ wait_listening() {
 # certificate in front of the plaintext broker, warnings only in the log.
 mqtls_target_config() {
   local port=$1 broker_port=$2 certs=$3 workers=$4 admin=${5:-} extra=${6:-}
+  # As many connections as this shell's open-file limit has room for (two descriptors each),
+  # at most 60000: a larger figure would only make mqtls warn that it admits fewer.
+  local files max_connections=60000
+  files=$(ulimit -n)
+  [[ "$files" =~ ^[0-9]+$ ]] && max_connections=$(((files - 512) / 2))
+  [ "$max_connections" -gt 60000 ] && max_connections=60000
+  [ "$max_connections" -lt 1 ] && max_connections=1
   cat <<YAML
 $admin
 workers: $workers
@@ -61,7 +68,7 @@ upstream:
   port: $broker_port
 limits:
   drain_timeout: 1s
-  max_connections: 60000
+  max_connections: $max_connections
   $extra
 YAML
 }
