@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 
@@ -14,49 +15,38 @@ namespace {
 
 constexpr std::uint64_t kUnlimited = std::numeric_limits<std::uint64_t>::max();
 
-TEST(DescriptorBudgetTest, AnAmpleLimitStaysAsItIs) {
-  DescriptorBudget budget = planDescriptorBudget(65536, 65536, 10000, 150);
-  EXPECT_EQ(budget.soft, 65536u);
-  EXPECT_EQ(budget.needed, 20150u);
-  EXPECT_EQ(budget.connections, 10000u);
-  EXPECT_FALSE(budget.limited());
-}
+struct PlanCase {
+  const char* what;
+  std::uint64_t soft, hard;
+  std::size_t max_connections;
+  std::uint64_t expect_soft;
+  std::size_t expect_connections;
+};
 
-TEST(DescriptorBudgetTest, TheSoftLimitRisesToWhatIsNeededNotToTheHardLimit) {
-  DescriptorBudget budget = planDescriptorBudget(1024, 524288, 10000, 150);
-  EXPECT_EQ(budget.soft_before, 1024u);
-  EXPECT_EQ(budget.soft, 20150u);
-  EXPECT_EQ(budget.connections, 10000u);
-  EXPECT_FALSE(budget.limited());
-}
+// With a reserve of 150 descriptors, two per connection.
+constexpr PlanCase kPlans[] = {
+    {"an ample limit stays as it is", 65536, 65536, 10000, 65536, 10000},
+    {"the soft limit rises to what is needed, not to the hard limit", 1024, 524288, 10000, 20150,
+     10000},
+    {"a hard limit too low admits what it has room for", 1024, 20000, 10000, 20000, 9925},
+    {"a limit below the reserve still admits one", 64, 64, 10000, 64, 1},
+    {"an unlimited soft limit is never lowered", kUnlimited, kUnlimited, 10, kUnlimited, 10},
+    {"a soft limit above the need is never lowered", 1000000, kUnlimited, 10, 1000000, 10},
+    {"an unlimited hard limit gives what is needed", 1024, kUnlimited, 1000000, 2000150, 1000000},
+};
 
-TEST(DescriptorBudgetTest, AHardLimitTooLowAdmitsWhatItHasRoomFor) {
-  DescriptorBudget budget = planDescriptorBudget(1024, 20000, 10000, 150);
-  EXPECT_EQ(budget.soft, 20000u);
-  EXPECT_EQ(budget.connections, (20000u - 150u) / 2);
-  EXPECT_TRUE(budget.limited());
-  EXPECT_EQ(budget.needed, 20150u);
-}
-
-TEST(DescriptorBudgetTest, ALimitBelowTheReserveStillAdmitsOne) {
-  DescriptorBudget budget = planDescriptorBudget(64, 64, 10000, 150);
-  EXPECT_EQ(budget.soft, 64u);
-  EXPECT_EQ(budget.connections, 1u);
-  EXPECT_TRUE(budget.limited());
-}
-
-TEST(DescriptorBudgetTest, TheSoftLimitIsNeverLowered) {
-  DescriptorBudget budget = planDescriptorBudget(kUnlimited, kUnlimited, 10, 150);
-  EXPECT_EQ(budget.soft, kUnlimited);
-  EXPECT_EQ(budget.connections, 10u);
-  budget = planDescriptorBudget(1000000, kUnlimited, 10, 150);
-  EXPECT_EQ(budget.soft, 1000000u);
-}
-
-TEST(DescriptorBudgetTest, AnUnlimitedHardLimitGivesWhatIsNeeded) {
-  DescriptorBudget budget = planDescriptorBudget(1024, kUnlimited, 1000000, 150);
-  EXPECT_EQ(budget.soft, 2000150u);
-  EXPECT_EQ(budget.connections, 1000000u);
+TEST(DescriptorBudgetTest, Plans) {
+  for (const auto& plan : kPlans) {
+    SCOPED_TRACE(plan.what);
+    DescriptorBudget budget = planDescriptorBudget(plan.soft, plan.hard, plan.max_connections, 150);
+    EXPECT_EQ(budget.soft_before, plan.soft);
+    EXPECT_EQ(budget.soft, plan.expect_soft);
+    EXPECT_EQ(budget.connections, plan.expect_connections);
+    EXPECT_EQ(budget.limited(), plan.expect_connections < plan.max_connections);
+  }
+  EXPECT_EQ(planDescriptorBudget(1024, 20000, 10000, 150).needed, 20150u);
+  // A need too large to count does not wrap around: it is unlimited.
+  EXPECT_EQ(planDescriptorBudget(1024, kUnlimited, SIZE_MAX, 150).needed, kUnlimited);
 }
 
 TEST(DescriptorBudgetTest, TheReserveGrowsWithWorkersAndListeners) {
