@@ -111,10 +111,14 @@ class BenchToolTest(IntegrationTest):
         for title, cells in cpu.items():
             with self.subTest(title=title):
                 server, total = (float(v) for v in cells[0].split(" / "))
-                self.assertGreater(server, 0)
+                if title.startswith("idle"):
+                    self.assertGreaterEqual(server, 0)  # 40 handshakes: maybe under a tick
+                else:
+                    self.assertGreater(server, 0)
                 self.assertGreaterEqual(total, server)
+        # The memory figure itself may be anything (under a sanitizer RSS even shrinks).
         self.assertRegex(result.stdout, r"idle 40 connections\s+mqtls\s+idle connections: 40 open, "
-                                        r"0 errors, [\d.]+ KiB per connection")
+                                        r"0 errors, -?[\d.]+ KiB per connection")
         # What the tool calls resumed, mqtls resumed: its access records agree.
         wait_until(lambda: len(self.proxy.access_records()) >= 40, what="access records")
         resumed = [r for r in self.proxy.access_records() if r.get("resumed") == "true"]
