@@ -4,6 +4,7 @@ certificates, JSON logs and the access line's byte counts, worker threads' names
 and the harness's own check that a crashed or misbehaving mqtls fails the test that started
 it."""
 
+import concurrent.futures
 import contextlib
 import io
 import json
@@ -215,10 +216,11 @@ class ConnectionTest(IntegrationTest):
 
 def open_file_limit(pid: int) -> tuple[int, int]:
     """The soft and hard RLIMIT_NOFILE of a running process, from /proc/PID/limits."""
-    for line in open(f"/proc/{pid}/limits"):
-        if line.startswith("Max open files"):
-            soft, hard = line.split()[3:5]
-            return int(soft), int(hard)
+    with open(f"/proc/{pid}/limits") as limits:
+        for line in limits:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return int(soft), int(hard)
     raise AssertionError(f"no open-file limit in /proc/{pid}/limits")
 
 
@@ -251,6 +253,43 @@ class DescriptorLimitTest(IntegrationTest):
         self.assertEqual(hard, self.hard)
         self.assertEqual(proxy.metric("mqtls_max_connections"), 500)
         self.raw_session(proxy.port, client_id="one").ping()
+
+    def test_descriptors_running_out_cost_only_what_needs_them(self):
+        # Descriptors can still run out (another part of the process, a limit lowered while
+        # running): the client whose broker dial fails is told so, accept pauses instead of
+        # spinning, and a client waiting in the backlog is served once descriptors are back.
+        proxy = self.start_limited(4096, self.hard, 100)
+        fds = f"/proc/{proxy.pid}/fd"
+
+        def set_soft(soft: int):
+            subprocess.run(["prlimit", f"--pid={proxy.pid}", f"--nofile={soft}:{self.hard}"],
+                           check=True, timeout=10)
+
+        def cpu_seconds() -> float:
+            with open(f"/proc/{proxy.pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+        held = len(os.listdir(fds))
+        set_soft(held + 1)  # room to accept one client, none to dial its broker
+        client = harness.RawClient(proxy.port)
+        client.send(connect_packet(client_id="no-room"))
+        self.assertEqual(client.connack()["code"], 3)  # server unavailable
+        client.close()
+        proxy.wait_for_log(r"broker unavailable: .*Too many open files")
+        harness.wait_until(lambda: len(os.listdir(fds)) <= held, what="the client's socket closed")
+        set_soft(held)  # no room to accept at all
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(self.raw_session, proxy.port, client_id="waited")
+            proxy.wait_for_log(r"accept failed: Too many open files; pausing accepts")
+            before = cpu_seconds()
+            time.sleep(0.5)
+            self.assertLess(cpu_seconds() - before, 0.2)  # paused, not spinning on accept
+            set_soft(4096)
+            waiting.result(timeout=harness.WAIT).ping()  # accepted from the backlog, served
+        self.assertGreaterEqual(
+            proxy.metric("mqtls_connections_rejected_total", reason="accept_error"), 1)
+        self.raw_session(proxy.port, client_id="after").ping()
 
     def test_the_reserve_covers_what_mqtls_holds_with_room(self):
         # Many workers, three listeners and the admin listener: the most descriptors mqtls holds

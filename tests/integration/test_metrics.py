@@ -175,8 +175,9 @@ class MetricsTest(IntegrationTest):
 
     def test_process_families_describe_the_process(self):
         proxy = self.start()
-        soft = next(int(line.split()[3]) for line in open(f"/proc/{proxy.pid}/limits")
-                    if line.startswith("Max open files"))
+        with open(f"/proc/{proxy.pid}/limits") as limits:
+            soft = next(int(line.split()[3]) for line in limits
+                        if line.startswith("Max open files"))
         before = proxy.metrics()
         self.assertEqual(before.get_value("process_max_fds"), soft)
         self.assertGreater(before.get_value("process_resident_memory_bytes"), 1 << 20)
@@ -189,7 +190,8 @@ class MetricsTest(IntegrationTest):
         ticks = os.sysconf("SC_CLK_TCK")
 
         def cpu_seconds():
-            fields = open(f"/proc/{proxy.pid}/stat").read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{proxy.pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
             return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime: fields 14, 15
 
         low = cpu_seconds()
