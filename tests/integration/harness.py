@@ -40,6 +40,19 @@ CERTS_DIR = os.environ.get("MQTLS_CERTS_DIR") or str(SOURCE_DIR / "build" / "cer
 MOSQUITTO = (os.environ.get("MQTLS_MOSQUITTO") or shutil.which("mosquitto")
              or "/usr/sbin/mosquitto")
 
+
+def _sanitized(path: str) -> bool:
+    """True when the mqtls binary at path is built with the sanitizers (scripts/test.sh's second
+    pass); False when it is not, or cannot be read."""
+    try:
+        with open(path, "rb") as binary:
+            return b"__asan_init" in binary.read()
+    except OSError:
+        return False
+
+
+SANITIZED = _sanitized(MQTLS_BIN)
+
 # Upper bound for anything that should happen "soon". Waits poll and return as soon as the
 # condition holds, so this only costs time when a test is about to fail. Generous because the
 # suite also runs under sanitizers.

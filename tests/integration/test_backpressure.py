@@ -13,7 +13,7 @@ from harness import IntegrationTest, PublishCounter, rss_kib
 BUFFER_LIMIT_KIB = 256
 # A sanitizer build keeps freed memory in quarantine and maps shadow memory for what the heap
 # touches, so its resident size grows with churn whatever mqtls buffers.
-SANITIZED = b"__asan_init" in open(harness.MQTLS_BIN, "rb").read()
+SANITIZED = harness.SANITIZED
 # Allowed growth of mqtls's resident size over its size before the transfer, on top of the
 # buffer limit: allocator slack, OpenSSL and libevent buffers of the two connections. Without
 # back-pressure the growth is the whole transfer (hundreds of MiB), far beyond either bound.
