@@ -982,6 +982,13 @@ def rss_kib(pid: int) -> int:
     raise AssertionError(f"no VmRSS for pid {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (utime and stime, fields 14 and 15 of
+    /proc/<pid>/stat, counted after the command name, which may hold spaces)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class BulkMessages:
     """count QoS 0 PUBLISH packets to topic, each a sequence number and size - 8 bytes of
     pseudo-random filler; digest() is the SHA-256 of all payloads in order."""

@@ -268,11 +268,6 @@ class DescriptorLimitTest(IntegrationTest):
             subprocess.run(["prlimit", f"--pid={proxy.pid}", f"--nofile={soft}:{self.hard}"],
                            check=True, timeout=10)
 
-        def cpu_seconds() -> float:
-            with open(f"/proc/{proxy.pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
         held = len(os.listdir(fds))
         set_soft(held + 1)  # room to accept one client, none to dial its broker
         client = harness.RawClient(proxy.port)
@@ -285,9 +280,10 @@ class DescriptorLimitTest(IntegrationTest):
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             waiting = pool.submit(self.raw_session, proxy.port, client_id="waited")
             proxy.wait_for_log(r"accept failed: Too many open files; pausing accepts")
-            before = cpu_seconds()
+            before = harness.cpu_seconds(proxy.pid)
             time.sleep(0.5)
-            self.assertLess(cpu_seconds() - before, 0.2)  # paused, not spinning on accept
+            # Paused, not spinning on accept.
+            self.assertLess(harness.cpu_seconds(proxy.pid) - before, 0.2)
             set_soft(4096)
             waiting.result(timeout=harness.WAIT).ping()  # accepted from the backlog, served
         self.assertGreaterEqual(

@@ -6,14 +6,13 @@ and repeated warnings are rate limited and counted."""
 
 import datetime
 import json
-import os
 import signal
 import socket
 import subprocess
 import unittest
 import urllib.request
 
-from harness import CA_BUNDLE, IntegrationTest, cert, connect_packet, pub
+from harness import CA_BUNDLE, IntegrationTest, cert, connect_packet, cpu_seconds, pub
 
 DISCONNECT = b"\xe0\x00"
 SECRET = "s3cr3t-Passw0rd"
@@ -187,20 +186,14 @@ class MetricsTest(IntegrationTest):
         self.assertLess(abs(started - datetime.datetime.now().timestamp()), 120)
         # The counter is the process's own CPU time, read at the scrape: between two readings
         # of /proc/PID/stat taken around it.
-        ticks = os.sysconf("SC_CLK_TCK")
-
-        def cpu_seconds():
-            with open(f"/proc/{proxy.pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime: fields 14, 15
-
-        low = cpu_seconds()
+        low = cpu_seconds(proxy.pid)
         counted = proxy.metrics().get_value("process_cpu_seconds_total")
         self.assertLessEqual(low, counted)
-        self.assertLessEqual(counted, cpu_seconds())
+        self.assertLessEqual(counted, cpu_seconds(proxy.pid))
         # Each connection holds two descriptors: the client's and the broker's.
         sessions = [self.raw_session(proxy.port, client_id=f"fd-{i}") for i in range(3)]
-        opened = proxy.metrics().get_value("process_open_fds") - before.get_value("process_open_fds")
+        now_open = proxy.metrics().get_value("process_open_fds")
+        opened = now_open - before.get_value("process_open_fds")
         for session in sessions:
             session.close()
         self.assertGreaterEqual(opened, 6)
