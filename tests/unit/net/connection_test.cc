@@ -305,9 +305,13 @@ TEST_F(ConnectionTest, BrokerBacklogFullUntilTheConnectTimeoutCountsATimeout) {
   EXPECT_EQ(counter("mqtls_upstream_connect_failures_total", "reason", "error"), 0);
   ASSERT_TRUE(runUntil([&] { return !closed.empty(); }));
   EXPECT_EQ(closed.at(0).close_reason, "broker_unavailable");
-  EXPECT_NE(closed.at(0).detail.find("broker connect timed out: "), std::string::npos)
-      << closed.at(0).detail;
-  EXPECT_NE(closed.at(0).detail.find("backlog full"), std::string::npos) << closed.at(0).detail;
+  // The stream gives up a pause before the connection's deadline and says what it met; on a
+  // machine slow enough (a sanitizer build) the deadline may end it first, which says less.
+  const std::string& detail = closed.at(0).detail;
+  EXPECT_EQ(detail.rfind("broker connect timed out", 0), 0u) << detail;
+  if (detail != "broker connect timed out") {
+    EXPECT_NE(detail.find("backlog full"), std::string::npos) << detail;
+  }
 }
 
 TEST_F(ConnectionTest, OversizedConnectThenCleanCloseEndsOnce) {
