@@ -40,14 +40,13 @@ std::size_t budgetDescriptors(const config::Config& config) {
   const DescriptorBudget budget =
       applyDescriptorBudget(wanted, reservedDescriptors(config.workers, config.listeners.size()));
   if (budget.raise_error != 0) {
+    // A raise is tried only below what is needed, so a refused one always leaves fewer.
     spdlog::warn(
         "could not raise the open-file limit from {} to {}: {}; it leaves room for {} "
-        "connections{}",
+        "connections, fewer than limits.max_connections {}: connections beyond them are refused "
+        "at accept (reason max_connections)",
         budget.soft, budget.wanted_soft, std::strerror(budget.raise_error), budget.connections,
-        budget.limited() ? ", fewer than limits.max_connections " + std::to_string(wanted) +
-                               ": connections beyond them are refused at accept (reason "
-                               "max_connections)"
-                         : std::string());
+        wanted);
   } else if (budget.limited()) {
     spdlog::warn(
         "open-file limit {} (hard {}) leaves room for {} connections, fewer than "
